@@ -1,0 +1,1 @@
+"""The Typer command-line layer: parse, validate, call one library function, render."""

@@ -1,0 +1,10 @@
+"""`dps passk` (not built yet: see the open issue)."""
+
+from __future__ import annotations
+
+from dps_cli.errors import DpsError
+
+
+def passk() -> None:
+    """Not built yet: this command lands with its issue."""
+    raise DpsError("'dps passk' is not built yet in this version.")

@@ -1,0 +1,76 @@
+"""The one declaration of the sample-row schema (DESIGN §3).
+
+One row per (question, seed). Nested data are native Arrow lists and structs, never JSON strings.
+Bump the major part of SCHEMA_VERSION when a column changes meaning or disappears; readers refuse
+a newer major version.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+CHECKPOINT_TYPE = pa.struct(
+    [
+        ("block", pa.int32()),  # 1-based index of the finished block
+        ("k", pa.int32()),  # budget in force during that block
+        ("mcmc_perplexity", pa.float32()),
+        ("mcmc_entropy", pa.float32()),
+        ("mcmc_self_confidence", pa.float32()),
+        ("acceptance_ratio", pa.float32()),
+        ("question_time_sec", pa.float32()),
+        ("current_k", pa.int32()),
+        ("hidden", pa.list_(pa.float32())),  # layer-L mean over trajectories so far; null if off
+        ("p_enough", pa.float32()),  # controller output; null for fixed-k runs
+        ("escalated", pa.bool_()),  # whether k was raised after this checkpoint
+    ]
+)
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("question_id", pa.string()),
+        ("seed", pa.int32()),
+        ("shard", pa.string()),  # "i/n" of the sharding that produced the row
+        ("model", pa.string()),
+        ("prompt", pa.string()),  # the prompt text as given to the model (template applied)
+        ("prompt_tokens", pa.int32()),
+        ("reference", pa.string()),
+        ("choice_order", pa.list_(pa.int8())),  # multiple choice: shown position -> original index
+        ("completion", pa.string()),
+        ("completion_ids", pa.list_(pa.int32())),
+        ("answer", pa.string()),  # extracted at sampling time; null if none found
+        ("method", pa.string()),  # power | dps | temperature | greedy
+        ("alpha", pa.float32()),
+        ("temperature", pa.float32()),  # proposal temperature (1/alpha for power and dps)
+        ("max_new_tokens", pa.int32()),
+        ("blocks", pa.int32()),
+        ("k_initial", pa.int32()),
+        ("controller", pa.string()),
+        ("tau", pa.float32()),
+        ("k_schedule", pa.list_(pa.int32())),  # k in force for each block that ran
+        ("final_k", pa.int32()),
+        ("proposals_attempted", pa.int32()),
+        ("proposals_accepted", pa.int32()),
+        ("tokens_generated", pa.int32()),  # every sampled token, rejected proposals included
+        ("tokens_kept", pa.int32()),  # length of the final completion in tokens
+        ("stopped_at_eos", pa.bool_()),
+        ("wall_time_s", pa.float64()),
+        ("hidden_layer", pa.int32()),
+        ("checkpoints", pa.list_(CHECKPOINT_TYPE)),
+        ("question_embedding", pa.list_(pa.float32())),
+    ],
+    metadata={b"dps_schema_version": SCHEMA_VERSION.encode()},
+)
+
+# Key columns that identify a row; resume skips pairs already stored.
+ROW_KEY = ("question_id", "seed")
+
+
+def describe_schema() -> str:
+    """A stable text rendering of the schema, compared against tests/golden/run_schema.txt."""
+    lines = [f"schema_version: {SCHEMA_VERSION}"]
+    lines += [f"{f.name}: {f.type}" for f in SAMPLE_SCHEMA]
+    return "\n".join(lines) + "\n"

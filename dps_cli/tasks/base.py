@@ -1,0 +1,82 @@
+"""The task protocol: how a benchmark loads its questions, words its prompt and grades answers.
+
+A task never sees a model. Sampling asks it for the user message of a question (and, for
+multiple choice, the per-seed order of the choices); grading asks it to extract and check the
+final answer of a completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Question:
+    """One benchmark item.
+
+    Attributes:
+        task: registry name of the task (``math500``, ``gpqa``, ...).
+        id: stable identifier, unique within the task (survives reordering of the data file).
+        text: the problem statement / instruction, without any prompt template.
+        reference: the reference answer as a string (math answer, correct choice text, integer,
+            or for HumanEval the canonical solution).
+        choices: multiple-choice options in their original order; ``choices[0]`` is correct.
+        extra: task-specific string fields (HumanEval ``prompt``/``test``/``entry_point``,
+            AlpacaEval ``dataset``/``generator``).
+    """
+
+    task: str
+    id: str
+    text: str
+    reference: str
+    choices: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The verdict on one completion: the extracted answer and whether it is correct.
+
+    ``correct`` is None when the task cannot grade locally (AlpacaEval needs a judge).
+    """
+
+    answer: str | None
+    correct: bool | None
+    detail: str = ""
+
+
+class Task(Protocol):
+    """What every registered benchmark provides."""
+
+    name: str
+    #: True when completions should continue the raw prompt (no chat template), e.g. HumanEval
+    #: on a base model; the prompt builder consults it together with the tokenizer.
+    prefers_raw_prompt: bool
+
+    def load(self, data: Path | None = None) -> list[Question]:
+        """Load all questions, from ``data`` if given, else DPS_DATA_DIR, else the hub."""
+        ...
+
+    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
+        """The deterministic shuffle of ``question.choices`` for this seed (None: no choices)."""
+        ...
+
+    def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
+        """The text of the user turn for this question (choices laid out in ``choice_order``)."""
+        ...
+
+    def extract_answer(
+        self, completion: str, question: Question, choice_order: tuple[int, ...] | None
+    ) -> str | None:
+        """The final answer stated in ``completion``, or None if it states none."""
+        ...
+
+    def grade_many(
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+    ) -> list[Grade]:
+        """Grade (question, completion, choice_order) triples; may run in parallel."""
+        ...
