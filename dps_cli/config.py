@@ -1,0 +1,167 @@
+"""Frozen, validated settings objects; every setting reaches code through one of these."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dps_cli.errors import UserError
+
+METHODS = ("power", "dps", "temperature", "greedy")
+PAPER_ALPHA = 4.0
+PAPER_MAX_NEW_TOKENS = 3072
+PAPER_BLOCKS = 16
+DEFAULT_K = 8
+DEFAULT_CHECKPOINTS = (2, 4, 8)
+DEFAULT_HIDDEN_LAYER = 11
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Everything `dps sample` needs; validated on construction with messages that say what to do."""
+
+    bench: str
+    out: Path
+    model: str = "smollm2-135m"
+    method: str = "power"
+    k: int = DEFAULT_K
+    alpha: float = PAPER_ALPHA
+    temperature: float | None = None  # temperature method only; defaults to 1/alpha
+    max_new_tokens: int = PAPER_MAX_NEW_TOKENS
+    blocks: int = PAPER_BLOCKS
+    checkpoints: tuple[int, ...] = DEFAULT_CHECKPOINTS
+    hidden_layer: int | None = DEFAULT_HIDDEN_LAYER
+    controller: str | None = None
+    tau: float | None = None
+    registry: Path | None = None
+    seeds: tuple[int, ...] = (0,)
+    limit: int | None = None
+    shard: tuple[int, int] = (0, 1)
+    data: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | None = None
+    run_seed: int = 0
+    flush_every: int = 16
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"Unknown method {self.method!r}.", f"Use one of: {', '.join(METHODS)}.")
+        if self.max_new_tokens < 1 or self.blocks < 1:
+            raise UserError("--max-new-tokens and --blocks must be positive.")
+        if self.method in ("power", "dps") and self.max_new_tokens % self.blocks:
+            raise UserError(
+                f"--max-new-tokens {self.max_new_tokens} must be divisible by --blocks {self.blocks}.",
+                f"Try --max-new-tokens {self.max_new_tokens // self.blocks * self.blocks or self.blocks}.",
+            )
+        if self.k < 1:
+            raise UserError(f"--k {self.k} must be at least 1.")
+        if self.method in ("power", "dps") and not self.alpha > 1:
+            raise UserError(f"--alpha {self.alpha} must be greater than 1 (the power of p^alpha).")
+        if self.temperature is not None and self.temperature <= 0:
+            raise UserError(f"--temperature {self.temperature} must be positive; use --method greedy for 0.")
+        if self.method == "dps" and not self.controller:
+            raise UserError("--method dps needs --controller NAME.", "List trained controllers with 'dps controllers list'.")
+        if self.tau is not None and not 0 < self.tau < 1:
+            raise UserError(f"--tau {self.tau} must lie strictly between 0 and 1.")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit {self.limit} must be at least 1.")
+        if not self.seeds:
+            raise UserError("--seeds selects no seed.")
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise UserError(f"--shard {index}/{count} is invalid.", "Use i/n with 0 <= i < n.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"--batch-size {self.batch_size} must be at least 1.")
+        if self.hidden_layer is not None and self.hidden_layer < 0:
+            raise UserError(f"--hidden-layer {self.hidden_layer} must be >= 0 or 'none'.")
+
+    @property
+    def proposal_temperature(self) -> float:
+        """1/alpha for power and dps; the chosen temperature for plain sampling; 0 for greedy."""
+        if self.method == "greedy":
+            return 0.0
+        if self.method == "temperature" and self.temperature is not None:
+            return self.temperature
+        return 1.0 / self.alpha
+
+    @property
+    def active_checkpoints(self) -> tuple[int, ...]:
+        """Checkpoints that fall within the run's blocks (power and dps only)."""
+        if self.method not in ("power", "dps"):
+            return ()
+        return tuple(sorted(b for b in set(self.checkpoints) if 1 <= b <= self.blocks))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define a run: rerunning with the same identity resumes it."""
+        mh = self.method in ("power", "dps")
+        return {
+            "task": self.bench,
+            "data": str(self.data) if self.data else None,
+            "model": self.model,
+            "method": self.method,
+            "alpha": self.alpha if mh else None,
+            "k": (2 if self.method == "dps" else self.k) if mh else None,
+            "temperature": self.proposal_temperature,
+            "max_new_tokens": self.max_new_tokens,
+            "blocks": self.blocks if mh else None,
+            "checkpoints": list(self.active_checkpoints),
+            "hidden_layer": self.hidden_layer,
+            "controller": self.controller,
+            "tau": self.tau,
+            "run_seed": self.run_seed,
+        }
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-7"``, ``"0,3,5"`` or ``"4"`` (ranges inclusive)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise UserError(f"--seeds {text!r} is not a list of seeds.", "Use e.g. 0-7 or 0,2,5.")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise UserError(f"--seeds range {part!r} is empty.", "Write the smaller seed first, e.g. 0-7.")
+        seeds.extend(range(lo, hi + 1))
+    return tuple(dict.fromkeys(seeds))
+
+
+def parse_shard(text: str | None, environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """``"i/n"``; without it, a Slurm array task picks its shard from SLURM_ARRAY_TASK_*."""
+    env = os.environ if environ is None else environ
+    if text is None:
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        return 0, 1
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match:
+        raise UserError(f"--shard {text!r} is not of the form i/n.", "For example --shard 0/4.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_checkpoints(text: str) -> tuple[int, ...]:
+    """Comma-separated block indices, e.g. ``"2,4,8"``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--checkpoints {text!r} must be comma-separated block numbers, e.g. 2,4,8.") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"--checkpoints {text!r}: block numbers start at 1.")
+    return values
+
+
+def parse_hidden_layer(text: str) -> int | None:
+    """An integer layer index, or ``none`` to skip hidden states."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--hidden-layer {text!r} must be a layer number or 'none'.") from None

@@ -1,0 +1,1 @@
+"""Model loading: Hugging Face ids, local directories, GGUF files and the embedded default."""

@@ -1,0 +1,93 @@
+"""Wires a `SampleConfig` to the engine: which driver each chain runs, batch size, controller."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dps_cli.config import SampleConfig
+from dps_cli.models.loading import LoadedModel
+from dps_cli.sampling.engine import Engine
+from dps_cli.sampling.policies import DynamicK, FixedK
+from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
+from dps_cli.sampling.results import CheckpointRecord
+
+if TYPE_CHECKING:
+    from dps_cli.pipeline.sample import ChainPlan
+
+# Decoding is memory-bound: a GPU step of 64 chains costs little more than one of 1.
+AUTO_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}
+
+
+def batch_size(config: SampleConfig, device: str) -> int:
+    return config.batch_size or AUTO_BATCH.get(device.split(":")[0], 16)
+
+
+def build_engine(config: SampleConfig, loaded: LoadedModel) -> Engine:
+    """An engine for this run, with a batched controller when the method is DPS."""
+    if config.hidden_layer is not None and config.hidden_layer > loaded.num_layers:
+        from dps_cli.errors import UserError
+
+        raise UserError(f"--hidden-layer {config.hidden_layer} exceeds the model's {loaded.num_layers} layers.",
+                        "Pick a smaller layer or 'none'.")
+    decider = _controller_decider(config, loaded) if config.method == "dps" else None
+    return Engine(loaded.model, loaded.eos_token_ids, max_batch=batch_size(config, loaded.device),
+                  hidden_layer=config.hidden_layer, decider=decider)
+
+
+def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> Any:
+    """The generator that runs one chain under the configured method."""
+    from dps_cli.pipeline.sample import chain_rng
+
+    rng = chain_rng(config.run_seed, plan.question.id, plan.seed)
+    hidden = config.hidden_layer is not None
+    if config.method in ("temperature", "greedy"):
+        return sampling_chain(plan.prompt_ids, config.max_new_tokens, config.proposal_temperature, rng,
+                              loaded.eos_token_ids, hidden)
+    settings = PowerSettings(alpha=config.alpha, max_new_tokens=config.max_new_tokens, blocks=config.blocks,
+                             checkpoints=config.active_checkpoints, hidden=hidden,
+                             eos_token_ids=loaded.eos_token_ids)
+    if config.method == "dps":
+        assert config.tau is not None, "resolve tau with with_default_tau() first"
+        return power_chain(plan.prompt_ids, settings, DynamicK(tau=config.tau), rng)
+    return power_chain(plan.prompt_ids, settings, FixedK(config.k), rng)
+
+
+def with_default_tau(config: SampleConfig) -> SampleConfig:
+    """DPS without --tau uses the controller's recommended tau (from its held-out sweep)."""
+    if config.method != "dps" or config.tau is not None:
+        return config
+    from dataclasses import replace
+
+    from dps_cli.controllers.artifacts import load_controller
+
+    assert config.controller is not None
+    card = load_controller(config.controller, config.registry).card
+    return replace(config, tau=float(card.recommended_tau))
+
+
+def _controller_decider(config: SampleConfig, loaded: LoadedModel) -> Any:
+    """Load the controller once and answer batches of checkpoint records with it."""
+    from dps_cli.controllers.artifacts import check_compatible, load_controller
+    from dps_cli.controllers.features import CheckpointFeatures
+
+    assert config.controller is not None
+    controller = load_controller(config.controller, config.registry)
+    check_compatible(controller, model_id=loaded.source.model_id, hidden_layer=config.hidden_layer,
+                     hidden_size=loaded.hidden_size)
+
+    def decide(records: list[CheckpointRecord]) -> np.ndarray:
+        batch = [CheckpointFeatures(scalars=scalar_features(r), hidden=r.hidden,
+                                    question_embedding=r.question_embedding) for r in records]
+        return np.asarray(controller.predict_p_enough(batch), dtype=np.float64)
+
+    return decide
+
+
+def scalar_features(record: CheckpointRecord) -> dict[str, float]:
+    return {
+        "mcmc_perplexity": record.mcmc_perplexity, "mcmc_entropy": record.mcmc_entropy,
+        "mcmc_self_confidence": record.mcmc_self_confidence, "acceptance_ratio": record.acceptance_ratio,
+        "question_time_sec": record.question_time_sec, "current_k": float(record.current_k),
+    }

@@ -1,0 +1,182 @@
+"""`dps sample` as a library function: questions × seeds through one engine into a run store.
+
+Resumable: pairs already stored are skipped. Rows are buffered and written as atomic Parquet
+parts every ``flush_every`` finished chains (and on interruption), so a crash loses at most the
+chains in flight and never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dps_cli.config import SampleConfig
+from dps_cli.runs.schema import SCHEMA_VERSION
+from dps_cli.runs.store import RunStore
+from dps_cli.sampling.results import ChainResult
+from dps_cli.tasks import get_task
+from dps_cli.tasks.base import Question, Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """One (question, seed) chain to run, with its prompt already tokenized."""
+
+    question: Question
+    seed: int
+    choice_order: tuple[int, ...] | None
+    prompt_text: str
+    prompt_ids: tuple[int, ...]
+
+
+@dataclass
+class SampleProgress:
+    """What the progress bar shows; updated after every engine step and finished chain."""
+
+    total: int
+    done: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    tokens_per_s: float = 0.0
+    proposals_attempted: int = 0
+    proposals_accepted: int = 0
+
+    @property
+    def acceptance(self) -> float | None:
+        return self.proposals_accepted / self.proposals_attempted if self.proposals_attempted else None
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    run_dir: str
+    written: int
+    skipped: int
+    total: int
+    wall_time_s: float
+
+
+ProgressCallback = Callable[[SampleProgress], None]
+
+
+def select_questions(questions: list[Question], config: SampleConfig) -> list[Question]:
+    """``--limit`` first (in data order), then every n-th question for ``--shard i/n``."""
+    chosen = questions[: config.limit] if config.limit else questions
+    index, count = config.shard
+    return chosen[index::count]
+
+
+def chain_rng(run_seed: int, question_id: str, seed: int) -> np.random.Generator:
+    """The chain's own random stream, fixed by (run seed, question, sample seed) alone."""
+    digest = int.from_bytes(hashlib.sha256(question_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([run_seed, digest, seed])
+
+
+def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> SampleSummary:
+    """Run (or resume) the sampling run described by ``config``."""
+    from dps_cli.pipeline.chains import with_default_tau
+
+    started = time.perf_counter()
+    config = with_default_tau(config)
+    task = get_task(config.bench)
+    questions = select_questions(task.load(config.data), config)
+    store = RunStore(config.out)
+    store.ensure_manifest(_manifest(config))
+    done = store.completed_keys()
+    pending = [(q, s) for q in questions for s in config.seeds if (q.id, s) not in done]
+    total = len(questions) * len(config.seeds)
+    state = SampleProgress(total=total, done=total - len(pending), skipped=total - len(pending))
+    if progress:
+        progress(state)
+    if not pending:
+        return SampleSummary(str(config.out), 0, state.skipped, total, time.perf_counter() - started)
+
+    from dps_cli.models.loading import load_model
+    from dps_cli.pipeline.chains import build_engine, make_driver
+
+    loaded = load_model(config.model, config.device, config.dtype)
+    store.ensure_manifest(_manifest(config, loaded.describe()))
+    engine = build_engine(config, loaded)
+    plans = (_plan(task, loaded.tokenizer, q, s) for q, s in pending)
+    writer = _PartWriter(store, config, loaded.tokenizer, task, loaded.source.model_id)
+
+    def drivers() -> Iterator[tuple[ChainPlan, Any]]:
+        for plan in plans:
+            yield plan, make_driver(config, plan, loaded)
+
+    def on_done(plan: ChainPlan, result: ChainResult) -> None:
+        writer.add(plan, result)
+        state.done += 1
+        state.proposals_attempted += result.proposals_attempted
+        state.proposals_accepted += result.proposals_accepted
+        if progress:
+            progress(state)
+
+    def on_step(stats: Any) -> None:
+        state.tokens, state.tokens_per_s = stats.tokens, stats.tokens_per_s
+        if progress and stats.steps % 8 == 0:
+            progress(state)
+
+    try:
+        engine.run(drivers(), on_done, on_step)
+    finally:
+        writer.flush()  # on success, Ctrl-C or error alike: keep every finished chain
+    return SampleSummary(str(config.out), writer.written, state.skipped, total, time.perf_counter() - started)
+
+
+def _plan(task: Task, tokenizer: Any, question: Question, seed: int) -> ChainPlan:
+    from dps_cli.tasks.prompting import build_prompt
+
+    order = task.choice_order(question, seed)
+    text, ids = build_prompt(tokenizer, task, question, order)
+    return ChainPlan(question, seed, order, text, tuple(int(i) for i in ids))
+
+
+def _manifest(config: SampleConfig, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    from dps_cli.runs.provenance import provenance
+
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": config.out.name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": config.command,
+        "config": config.identity(),
+        "run": {"seeds": list(config.seeds), "limit": config.limit, "shard": list(config.shard),
+                "device": config.device, "dtype": config.dtype, "batch_size": config.batch_size},
+        **provenance(),
+    }
+    if model is not None:
+        manifest["model"] = model
+    return manifest
+
+
+class _PartWriter:
+    """Buffers finished chains as rows and writes them as atomic Parquet parts."""
+
+    def __init__(self, store: RunStore, config: SampleConfig, tokenizer: Any, task: Task, model_id: str) -> None:
+        self.store, self.config, self.tokenizer, self.task = store, config, tokenizer, task
+        self.model_id = model_id
+        self.rows: list[dict[str, Any]] = []
+        self.written = 0
+
+    def add(self, plan: ChainPlan, result: ChainResult) -> None:
+        from dps_cli.pipeline.rows import sample_row
+
+        completion = self.tokenizer.decode(result.completion_ids.tolist(), skip_special_tokens=True)
+        answer = self.task.extract_answer(completion, plan.question, plan.choice_order)
+        self.rows.append(sample_row(self.config, plan, result, completion, answer, self.model_id))
+        if len(self.rows) >= self.config.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.store.write_part(self.rows)
+            self.written += len(self.rows)
+            self.rows = []

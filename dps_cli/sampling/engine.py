@@ -1,0 +1,334 @@
+"""The batched decode loop every sampling method runs on (DESIGN §2, §5).
+
+Many chains share one batch. Each chain is a driver generator with at most one outstanding
+request; a finished request's row is handed to the next queued request at once (continuous
+batching) and a request starting inside a known sequence reuses that sequence's key/value cache
+instead of re-encoding the prefix. Controller queries from chains that reach a checkpoint in the
+same step are answered in one batched call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Generator, Iterable, Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dps_cli.sampling.kvcache import BatchKV
+from dps_cli.sampling.requests import Completion, Decide, Prefill, PrefillResult, Request, Sequence
+from dps_cli.sampling.tokens import sample_step
+
+logger = logging.getLogger(__name__)
+
+Driver = Generator[Any, Any, Any]
+Decider = Callable[[list[Any]], np.ndarray]
+PREFILL_CACHE_SIZE = 8
+
+
+@dataclass
+class EngineStats:
+    """Running totals the progress display reads."""
+
+    steps: int = 0
+    tokens: int = 0
+    chains_done: int = 0
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.started_at, 1e-9)
+
+
+@dataclass
+class _Chain:
+    key: Any
+    driver: Driver
+
+
+@dataclass
+class _Row:
+    chain: _Chain
+    request: Request
+    next_input: int
+    position: int
+    tokens: list[int] = field(default_factory=list)
+    logp: list[float] = field(default_factory=list)
+    logq: list[float] = field(default_factory=list)
+    entropy: list[float] = field(default_factory=list)
+    max_prob: list[float] = field(default_factory=list)
+    hidden_sum: np.ndarray | None = None
+
+
+class Engine:
+    """Runs driver generators to completion on one model and device."""
+
+    def __init__(self, model: Any, eos_token_ids: Seq[int], max_batch: int = 16,
+                 hidden_layer: int | None = None, decider: Decider | None = None) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.model = model
+        self.eos = frozenset(int(t) for t in eos_token_ids)
+        self.max_batch = max_batch
+        self.hidden_layer = hidden_layer
+        self.decider = decider
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.num_layers = int(config.num_hidden_layers)
+        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.stats = EngineStats()
+
+    # ------------------------------------------------------------------ public
+    def run(self, drivers: Iterable[tuple[Any, Driver]], on_done: Callable[[Any, Any], None],
+            on_step: Callable[[EngineStats], None] | None = None) -> EngineStats:
+        """Drive every (key, generator) to its return value, reported through ``on_done``."""
+        self.stats = EngineStats()
+        run = _Run(self, iter(drivers), on_done)
+        with _HiddenCapture(self.model, self.hidden_layer) as capture, torch.inference_mode():
+            run.capture = capture
+            while run.schedule():
+                run.step()
+                if on_step is not None:
+                    on_step(self.stats)
+        return self.stats
+
+    def forward(self, kv: BatchKV, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """One forward pass writing into ``kv``; returns the last position's logits (B, V)."""
+        mask = kv.attention_mask(input_ids.shape[1])
+        kwargs = {self._cache_kwarg: kv.as_cache()}
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                         use_cache=True, logits_to_keep=1, **kwargs)
+        kv.advance(input_ids.shape[1])
+        return out.logits[:, -1, :]
+
+    def new_kv(self) -> BatchKV:
+        return BatchKV(self.num_layers, self.kv_heads, self.head_dim, self.dtype, self.device)
+
+
+class _Run:
+    """The state of one `Engine.run` call: queues, rows and the batch cache."""
+
+    def __init__(self, engine: Engine, chains: Any, on_done: Callable[[Any, Any], None]) -> None:
+        self.engine = engine
+        self.chains = chains
+        self.exhausted = False
+        self.on_done = on_done
+        self.queue: deque[tuple[_Chain, Request]] = deque()
+        self.deciding: list[tuple[_Chain, Decide]] = []
+        self.rows: list[_Row | None] = []
+        self.kv = engine.new_kv()
+        self.prefills: OrderedDict[tuple[tuple[int, ...], bool], PrefillResult] = OrderedDict()
+        self.capture: _HiddenCapture | None = None
+
+    # ------------------------------------------------------------ scheduling
+    def schedule(self) -> bool:
+        """Admit chains, answer controller queries, fill rows; False when all work is done."""
+        while True:
+            self._admit_chains()
+            if self.deciding:
+                self._answer_decisions()
+                continue
+            self._place_requests()
+            if any(row is not None for row in self.rows):
+                return True
+            if self.exhausted and not self.queue and not self.deciding:
+                return False
+
+    def _load(self) -> int:
+        return sum(row is not None for row in self.rows) + len(self.queue) + len(self.deciding)
+
+    def _admit_chains(self) -> None:
+        while not self.exhausted and self._load() < self.engine.max_batch:
+            try:
+                key, driver = next(self.chains)
+            except StopIteration:
+                self.exhausted = True
+                return
+            self._advance(_Chain(key, driver), None)
+
+    def _answer_decisions(self) -> None:
+        batch, self.deciding = self.deciding, []
+        if self.engine.decider is None:
+            raise RuntimeError("a driver asked for a controller decision but the engine has no decider")
+        p_enough = self.engine.decider([decide.features for _, decide in batch])
+        for (chain, _), p in zip(batch, p_enough):
+            self._advance(chain, float(p))
+
+    def _advance(self, chain: _Chain, value: Any) -> None:
+        """Resume a driver until it asks for something the engine must batch, or finishes."""
+        while True:
+            try:
+                item = chain.driver.send(value)
+            except StopIteration as stop:
+                self.engine.stats.chains_done += 1
+                self.on_done(chain.key, stop.value)
+                return
+            if isinstance(item, Prefill):
+                value = self._prefill(item)
+            elif isinstance(item, Request):
+                self._check_request(item)
+                self.queue.append((chain, item))
+                return
+            elif isinstance(item, Decide):
+                self.deciding.append((chain, item))
+                return
+            else:
+                raise TypeError(f"driver yielded {type(item).__name__}, expected Prefill, Request or Decide")
+
+    @staticmethod
+    def _check_request(request: Request) -> None:
+        base = request.base
+        if not base.prompt_len <= request.start <= len(base) or request.start < 1:
+            raise ValueError(f"request start {request.start} outside [{base.prompt_len}, {len(base)}]")
+        if base.kv_tokens < request.start - 1:
+            raise ValueError("request base has no cache for its prefix")
+
+    def _place_requests(self) -> None:
+        free = [i for i, row in enumerate(self.rows) if row is None]
+        added: list[tuple[_Chain, Request]] = []
+        while self.queue and (free or len(self.rows) + len(added) < self.engine.max_batch):
+            chain, request = self.queue.popleft()
+            if free:
+                index = free.pop(0)
+                self.kv.replace_row(index, _prefix_kv(request))
+                self.rows[index] = _new_row(chain, request)
+            else:
+                added.append((chain, request))
+        if added:
+            self.kv.add_rows([_prefix_kv(request) for _, request in added])
+            self.rows.extend(_new_row(chain, request) for chain, request in added)
+        if free:  # idle rows would cost a full row of compute every step: drop them
+            keep = [i for i, row in enumerate(self.rows) if row is not None]
+            self.kv.keep_rows(keep)
+            self.rows = [self.rows[i] for i in keep]
+
+    # ----------------------------------------------------------------- compute
+    def _prefill(self, item: Prefill) -> PrefillResult:
+        key = (item.prompt_ids, item.want_hidden)
+        if key in self.prefills:
+            self.prefills.move_to_end(key)
+            return self.prefills[key]
+        engine = self.engine
+        kv = engine.new_kv()
+        kv.add_rows([None])
+        kv.reserve(len(item.prompt_ids))
+        ids = torch.tensor([item.prompt_ids], device=engine.device)
+        positions = torch.arange(len(item.prompt_ids), device=engine.device)[None, :]
+        engine.forward(kv, ids, positions)
+        hidden = None
+        if item.want_hidden and self.capture is not None and self.capture.last is not None:
+            hidden = self.capture.last[0].float().mean(0).cpu().numpy()
+        empty = np.zeros(0, dtype=np.float32)
+        sequence = Sequence(np.asarray(item.prompt_ids, dtype=np.int64), len(item.prompt_ids),
+                            empty, empty, empty, empty, kv.extract_row(0))
+        result = PrefillResult(sequence, hidden)
+        self.prefills[key] = result
+        if len(self.prefills) > PREFILL_CACHE_SIZE:
+            self.prefills.popitem(last=False)
+        return result
+
+    def step(self) -> None:
+        """One decode step for every row; finished rows hand their completion to their chain."""
+        engine = self.engine
+        rows: list[_Row] = [row for row in self.rows if row is not None]
+        self.kv.reserve(1)
+        ids = torch.tensor([[row.next_input] for row in rows], device=engine.device)
+        positions = torch.tensor([[row.position] for row in rows], device=engine.device)
+        logits = engine.forward(self.kv, ids, positions)
+        temperatures = torch.tensor([row.request.temperature for row in rows], device=engine.device)
+        uniforms = torch.tensor([row.request.rng.random() if row.request.temperature > 0 else 0.0
+                                 for row in rows], dtype=torch.float32, device=engine.device)
+        out = sample_step(logits, temperatures, uniforms)
+        hidden = None
+        if self.capture is not None and self.capture.last is not None:
+            hidden = self.capture.last[:, -1, :].float().cpu().numpy()  # (B, H)
+        engine.stats.steps += 1
+        engine.stats.tokens += len(rows)
+        finished: list[tuple[int, _Row, bool]] = []
+        for i, row in enumerate(rows):
+            token = out.tokens[i]
+            row.tokens.append(token)
+            row.logp.append(out.logp_base[i])
+            row.logq.append(out.logq_proposal[i])
+            row.entropy.append(out.entropy[i])
+            row.max_prob.append(out.max_prob[i])
+            if hidden is not None and row.request.want_hidden:
+                row.hidden_sum = hidden[i].copy() if row.hidden_sum is None else row.hidden_sum + hidden[i]
+            row.next_input, row.position = token, row.position + 1
+            hit_eos = token in engine.eos
+            if hit_eos or len(row.tokens) >= row.request.max_new:
+                finished.append((i, row, hit_eos))
+        for i, row, hit_eos in finished:
+            completion = self._complete(i, row, hit_eos)
+            self.rows[i] = None
+            self._advance(row.chain, completion)
+
+    def _complete(self, index: int, row: _Row, hit_eos: bool) -> Completion:
+        request, base = row.request, row.request.base
+        keep = request.start - base.prompt_len
+
+        def joined(old: np.ndarray, new: list[float]) -> np.ndarray:
+            return np.concatenate([old[:keep], np.asarray(new, dtype=np.float32)])
+
+        sequence = Sequence(
+            tokens=np.concatenate([base.tokens[: request.start], np.asarray(row.tokens, dtype=np.int64)]),
+            prompt_len=base.prompt_len,
+            logp_base=joined(base.logp_base, row.logp),
+            logq_proposal=joined(base.logq_proposal, row.logq),
+            entropy=joined(base.entropy, row.entropy),
+            max_prob=joined(base.max_prob, row.max_prob),
+            kv=self.kv.extract_row(index),
+        )
+        hidden_mean = None if row.hidden_sum is None else (row.hidden_sum / len(row.tokens)).astype(np.float32)
+        return Completion(sequence, len(row.tokens), hit_eos, hidden_mean)
+
+
+def _prefix_kv(request: Request) -> torch.Tensor | None:
+    """The cache of every token before the one the request feeds first (a view, no copy)."""
+    if request.start <= 1 or request.base.kv is None:
+        return None
+    return request.base.kv[:, :, :, : request.start - 1]
+
+
+def _new_row(chain: _Chain, request: Request) -> _Row:
+    return _Row(chain, request, next_input=int(request.base.tokens[request.start - 1]),
+                position=request.start - 1)
+
+
+class _HiddenCapture:
+    """Forward hook keeping the latest output of the layer whose output is hidden state L."""
+
+    def __init__(self, model: Any, layer: int | None) -> None:
+        self.model, self.layer = model, layer
+        self.last: torch.Tensor | None = None
+        self._handle: Any = None
+
+    def __enter__(self) -> _HiddenCapture:
+        if self.layer is None:
+            return self
+        module = hidden_state_module(self.model, self.layer)
+        self._handle = module.register_forward_hook(self._hook)
+        return self
+
+    def _hook(self, module: Any, args: Any, output: Any) -> None:
+        self.last = output[0] if isinstance(output, tuple) else output
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+
+def hidden_state_module(model: Any, layer: int) -> torch.nn.Module:
+    """The module whose output is hidden state ``layer`` (0 = embeddings, L = decoder layer L)."""
+    decoder_layers = model.get_decoder().layers
+    if not 0 <= layer <= len(decoder_layers):
+        raise ValueError(f"hidden layer {layer} outside 0..{len(decoder_layers)}")
+    return model.get_input_embeddings() if layer == 0 else decoder_layers[layer - 1]

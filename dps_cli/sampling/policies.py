@@ -1,0 +1,54 @@
+"""Budget policies: how k evolves at checkpoints. Fixed k never changes; DPS asks a controller.
+
+A policy's `decide` is a generator so that DPS can yield a `Decide` request to the engine, which
+answers all chains at the same checkpoint with one batched controller call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dps_cli.sampling.requests import Decide
+from dps_cli.sampling.results import CheckpointRecord
+
+K_STEP = 2
+K_MAX = 8
+K_START = 2
+
+
+class KPolicy(Protocol):
+    initial_k: int
+
+    def decide(self, record: CheckpointRecord) -> Generator[Decide, float, tuple[int, float | None]]:
+        """Return (k for the following blocks, p_enough or None)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FixedK:
+    """Fixed-k power sampling: the budget never changes."""
+
+    initial_k: int
+
+    def decide(self, record: CheckpointRecord) -> Generator[Any, Any, tuple[int, float | None]]:
+        return record.k, None
+        yield  # pragma: no cover - makes this a generator
+
+
+@dataclass(frozen=True)
+class DynamicK:
+    """DPS: start at k=2; escalate by 2 while ``1 - p_enough > tau`` and ``k < 8``."""
+
+    tau: float
+    initial_k: int = K_START
+    k_max: int = K_MAX
+    k_step: int = K_STEP
+
+    def decide(self, record: CheckpointRecord) -> Generator[Decide, float, tuple[int, float | None]]:
+        p_enough = yield Decide(record)
+        k = record.k
+        if 1.0 - p_enough > self.tau and k < self.k_max:
+            k = min(k + self.k_step, self.k_max)
+        return k, p_enough

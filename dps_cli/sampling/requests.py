@@ -1,0 +1,88 @@
+"""What drivers and the engine say to each other.
+
+A driver is a generator. It yields a `Prefill` (encode my prompt), a `Request` (sample up to n
+tokens after a prefix) or a `Decide` (ask the controller for p_enough), and receives a `Sequence`,
+a `Completion` or a float in return. Sequences are values: a proposal never mutates the sequence it
+started from, so rejecting it costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Prompt plus generated tokens, with per-token statistics of the generated part.
+
+    ``kv`` caches keys/values for ``tokens[:kv_tokens]`` as (L, 2, H, n, D); the engine keeps
+    ``kv_tokens >= len(tokens) - 1`` so any request can start from any position.
+    """
+
+    tokens: np.ndarray  # (T,) int64
+    prompt_len: int
+    logp_base: np.ndarray  # (T - prompt_len,) float32
+    logq_proposal: np.ndarray  # (T - prompt_len,) float32
+    entropy: np.ndarray  # (T - prompt_len,) float32, entropy of p at each position
+    max_prob: np.ndarray  # (T - prompt_len,) float32, max_v p(v | prefix)
+    kv: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def generated(self) -> np.ndarray:
+        return self.tokens[self.prompt_len:]
+
+    @property
+    def kv_tokens(self) -> int:
+        return 0 if self.kv is None else int(self.kv.shape[3])
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Encode a prompt; the reply is a `PrefillResult`."""
+
+    prompt_ids: tuple[int, ...]
+    want_hidden: bool = False
+
+
+@dataclass(frozen=True)
+class PrefillResult:
+    sequence: Sequence
+    prompt_hidden_mean: np.ndarray | None  # (H,) mean of layer-L states over the prompt tokens
+
+
+@dataclass(frozen=True)
+class Request:
+    """Keep ``base.tokens[:start]`` and sample up to ``max_new`` tokens after it.
+
+    ``temperature`` 0 means greedy. Sampling stops early after an EOS token. ``rng`` is the
+    chain's own stream: it alone decides the tokens, whatever else shares the batch.
+    """
+
+    base: Sequence
+    start: int
+    max_new: int
+    temperature: float
+    rng: np.random.Generator
+    want_hidden: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    sequence: Sequence  # base.tokens[:start] + the new tokens
+    new_tokens: int
+    hit_eos: bool
+    hidden_mean: np.ndarray | None  # (H,) mean of layer-L states over the new tokens' steps
+
+
+@dataclass(frozen=True)
+class Decide:
+    """Ask the controller for p_enough at a checkpoint; the reply is a float."""
+
+    features: Any  # dps_cli.controllers.features.CheckpointFeatures
