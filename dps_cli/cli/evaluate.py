@@ -1,10 +1,54 @@
-"""`dps evaluate` (not built yet: see the open issue)."""
+"""`dps evaluate`: grade runs and print accuracy, cost and paired comparisons."""
 
 from __future__ import annotations
 
-from dps_cli.errors import DpsError
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
 
 
-def evaluate() -> None:
-    """Not built yet: this command lands with its issue."""
-    raise DpsError("'dps evaluate' is not built yet in this version.")
+def evaluate(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN",
+            help="Run directories written by `dps sample`; the first is the baseline.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    regrade: Annotated[
+        bool, typer.Option("--regrade", help="Grade again even if grades.parquet is current.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Grading processes, for tasks that grade in parallel."
+        ),
+    ] = None,
+) -> None:
+    """Grade runs and report accuracy [95% CI], time, k, tokens and acceptance per run.
+
+    Every run after the first is compared with the first on their shared questions
+    (accuracy difference with a paired bootstrap interval, and the time ratio).
+
+    Example: dps evaluate runs/math500-k8 runs/math500-dps-gbdt
+    """
+    from dps_cli.pipeline.evaluate import evaluate_runs
+    from dps_cli.report.tables import comparison_table, evaluation_notes, evaluation_table
+
+    with Console(stderr=True).status("Grading and summarising runs..."):
+        report = evaluate_runs(runs, regrade=regrade, workers=workers)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    out = Console()
+    out.print(evaluation_table(report))
+    table = comparison_table(report)
+    if table is not None:
+        out.print(table)
+    for note in evaluation_notes(report):
+        out.print(note, highlight=False, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Reporting: metrics (pass@k, bootstrap intervals), rich tables and plots over run results."""

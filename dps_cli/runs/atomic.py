@@ -1,0 +1,72 @@
+"""Atomic file writes: write to a temporary sibling, fsync, then rename over the target.
+
+A reader (or a crash) never sees a half-written file: either the old content or the new one.
+The temporary file lives in the target's directory so the final ``os.replace`` is a rename on
+one filesystem, and its name starts with a dot so globs such as ``part-*.parquet`` skip it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh hidden temporary path next to ``path`` (same directory, same filesystem)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's content to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` to produce the file at a temporary path, then move it to ``path``.
+
+    Use this for writers that want a path (pyarrow, polars, matplotlib). The temporary file is
+    removed if ``write`` raises, so failures leave no debris.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON (trailing newline) to ``path`` atomically."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"))
