@@ -1,10 +1,64 @@
-"""`dps train-controller` (not built yet: see the open issue)."""
+"""`dps train-controller`: fit a DPS controller on a collect table and store it."""
 
 from __future__ import annotations
 
-from dps_cli.errors import DpsError
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dps_cli.cli.controllers import RegistryOption
 
 
-def train_controller() -> None:
-    """Not built yet: this command lands with its issue."""
-    raise DpsError("'dps train-controller' is not built yet in this version.")
+class KindChoice(str, Enum):
+    """The controller kinds (must equal `CONTROLLER_KINDS.names()`; a test checks)."""
+
+    gbdt = "gbdt"
+    mlp_h = "mlp-h"
+    mlp_hq = "mlp-hq"
+
+
+def train_controller(
+    kind: Annotated[
+        KindChoice,
+        typer.Argument(
+            help="gbdt: CatBoost on the scalar features; mlp-h: MLP on scalars + hidden state; "
+            "mlp-hq: MLP on scalars + hidden state + question embedding.",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="Training table written by `dps collect`.", show_default=False),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Registry name (default: the kind).")
+    ] = None,
+    registry: RegistryOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the split and the training.")] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a controller of the same name.")
+    ] = False,
+) -> None:
+    """Train a DPS controller, report it on held-out questions, and save it in the registry.
+
+    Splits by question; the tau sweep replays DPS on the test questions' fixed-k runs.
+
+    Example: dps train-controller gbdt --data table.parquet --name math500-gbdt
+    """
+    from dps_cli.cli.controllers import render_card
+    from dps_cli.pipeline.train import train_controller as train
+
+    with Console(stderr=True).status(f"Training a {kind.value} controller..."):
+        report = train(kind.value, data, name, registry_dir=registry, seed=seed, force=force)
+    out = Console()
+    render_card(report.card, out)
+    tau = report.card.recommended_tau
+    out.print(f"Saved controller {report.card.name!r} to {report.path}.", highlight=False)
+    if tau is not None:
+        out.print(
+            f"Use it with: dps sample --method dps --controller {report.card.name} --tau {tau:.1f}",
+            highlight=False,
+        )

@@ -1,0 +1,205 @@
+"""Fit a controller kind on a collect table and measure it on held-out questions.
+
+Splits are by question, never by row (DESIGN §1): a question's rows, all seeds, all k and all
+checkpoints, land in exactly one of train, validation and test. Validation drives early stopping;
+the test questions give the metrics and the tau replay and are never seen in training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dps_cli.controllers.base import FittedModel
+from dps_cli.controllers.card import HeldOutMetrics, TauSweep
+from dps_cli.controllers.features import CheckpointFeatures
+from dps_cli.controllers.kinds import CONTROLLER_KINDS
+from dps_cli.controllers.replay import tau_sweep
+from dps_cli.controllers.table import LADDER, checkpoint_features, checkpoint_rows
+from dps_cli.errors import UserError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+logger = logging.getLogger(__name__)
+
+MIN_QUESTIONS = 3
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to split and fit; the defaults are the ones `dps train-controller` uses.
+
+    ``patience`` is counted in boosting rounds for gbdt (scaled x10) and in epochs for the MLPs.
+    """
+
+    seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
+    gbdt_iterations: int = 1000
+    gbdt_depth: int = 4
+    gbdt_learning_rate: float = 0.05
+    mlp_epochs: int = 200
+    mlp_hidden_units: tuple[int, ...] = (64, 32)
+    mlp_learning_rate: float = 1e-3
+    mlp_weight_decay: float = 1e-4
+    batch_size: int = 256
+    patience: int = 10
+    thread_count: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("test_fraction", "val_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise UserError(f"{name}={value} must lie strictly between 0 and 1.")
+        for name in ("gbdt_iterations", "mlp_epochs", "batch_size", "patience", "thread_count"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)} must be at least 1.")
+
+
+@dataclass(frozen=True)
+class LabeledSet:
+    """Checkpoint features with their labels (1: the current k is enough)."""
+
+    features: list[CheckpointFeatures]
+    labels: np.ndarray  # (n,) int64 in {0, 1}
+    question_ids: np.ndarray  # (n,) str, for grouping
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@dataclass(frozen=True)
+class QuestionSplit:
+    """Disjoint sets of question ids."""
+
+    train: frozenset[str]
+    val: frozenset[str]
+    test: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A fitted model and how it did on the test questions."""
+
+    model: FittedModel
+    metrics: HeldOutMetrics
+    sweep: TauSweep
+    split: QuestionSplit
+
+
+def split_by_question(question_ids: Sequence[str], settings: TrainSettings) -> QuestionSplit:
+    """Shuffle the distinct question ids with the seed and cut test, then validation, then train."""
+    unique = sorted(set(question_ids))
+    if len(unique) < MIN_QUESTIONS:
+        raise UserError(
+            f"The table holds {len(unique)} question(s); training needs at least {MIN_QUESTIONS} "
+            "so that train, validation and test questions differ.",
+            "Collect runs over more questions.",
+        )
+    rng = np.random.default_rng(settings.seed)
+    order = [unique[i] for i in rng.permutation(len(unique))]
+    n_test = min(len(unique) - 2, max(1, round(len(unique) * settings.test_fraction)))
+    rest = len(unique) - n_test
+    n_val = min(rest - 1, max(1, round(rest * settings.val_fraction)))
+    return QuestionSplit(
+        test=frozenset(order[:n_test]),
+        val=frozenset(order[n_test : n_test + n_val]),
+        train=frozenset(order[n_test + n_val :]),
+    )
+
+
+def labeled_set(frame: pl.DataFrame, questions: frozenset[str]) -> LabeledSet:
+    """The checkpoint rows of ``questions`` below the top k, as features and ``enough`` labels.
+
+    Rows at k=8 are left out: their label is always true (enough(8) = correct(8) or not
+    correct(8)) and the policy never escalates from k=8, so they would only inflate the metrics.
+    """
+    import polars as pl
+
+    rows = checkpoint_rows(frame).filter(
+        pl.col("question_id").is_in(list(questions)) & (pl.col("k") < LADDER[-1])
+    )
+    return LabeledSet(
+        features=checkpoint_features(rows),
+        labels=rows["enough"].cast(pl.Int64).to_numpy(),
+        question_ids=rows["question_id"].to_numpy(),
+    )
+
+
+def held_out_metrics(labels: np.ndarray, p_enough: np.ndarray, questions: int) -> HeldOutMetrics:
+    """ROC-AUC, Brier score and log-loss; AUC is NaN (with a note) when one class is absent."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    if len(labels) == 0:
+        return HeldOutMetrics(math.nan, math.nan, math.nan, 0, questions, 0, "no held-out rows")
+    note = ""
+    if len(np.unique(labels)) < 2:
+        auc = math.nan
+        note = "ROC-AUC undefined: every held-out label is the same class."
+    else:
+        auc = float(roc_auc_score(labels, p_enough))
+    return HeldOutMetrics(
+        roc_auc=auc,
+        brier=float(brier_score_loss(labels, p_enough)),
+        log_loss=float(log_loss(labels, np.clip(p_enough, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        rows=int(len(labels)),
+        questions=questions,
+        positives=int(labels.sum()),
+        note=note,
+    )
+
+
+def fit_and_evaluate(
+    kind_name: str, frame: pl.DataFrame, settings: TrainSettings
+) -> TrainingResult:
+    """Split ``frame`` by question, fit ``kind_name``, report on the test questions."""
+    import polars as pl
+
+    kind = CONTROLLER_KINDS.get(kind_name)
+    _require_vectors(kind_name, frame, kind.uses_hidden, kind.uses_question_embedding)
+    split = split_by_question(frame["question_id"].to_list(), settings)
+    train = labeled_set(frame, split.train)
+    val = labeled_set(frame, split.val)
+    test = labeled_set(frame, split.test)
+    if len(train) == 0:
+        raise UserError(
+            "The training questions have no checkpoints below k=8 to learn from.",
+            "Collect k=2, 4 and 6 runs sampled with checkpoints that their chains reach.",
+        )
+    if len(np.unique(train.labels)) < 2:
+        only = "enough" if train.labels[0] == 1 else "not enough"
+        raise UserError(
+            f"Every training label is '{only}', so there is nothing for a controller to learn.",
+            "Collect runs where raising k changes some answers (more questions or seeds).",
+        )
+    logger.info(
+        "training %s on %d rows (%d questions), validating on %d, testing on %d",
+        kind_name,
+        len(train),
+        len(split.train),
+        len(val),
+        len(test),
+    )
+    model = kind.fit(train, val, settings)
+    metrics = held_out_metrics(test.labels, model.predict_p_enough(test.features), len(split.test))
+    sweep = tau_sweep(model, frame.filter(pl.col("question_id").is_in(list(split.test))))
+    return TrainingResult(model=model, metrics=metrics, sweep=sweep, split=split)
+
+
+def _require_vectors(kind_name: str, frame: pl.DataFrame, hidden: bool, question: bool) -> None:
+    """Refuse kinds whose inputs the table lacks, naming the flag that records them."""
+    rows = checkpoint_rows(frame)
+    for needed, column in ((hidden, "hidden"), (question, "question_embedding")):
+        if needed and rows[column].null_count() > 0:
+            raise UserError(
+                f"Controller kind {kind_name!r} needs {column.replace('_', ' ')} vectors, but "
+                f"{rows[column].null_count()} of the table's {rows.height} checkpoint rows "
+                "have none.",
+                "Sample the fixed-k runs with --hidden-layer set (not 'none'), or train 'gbdt'.",
+            )
