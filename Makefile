@@ -21,7 +21,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(PY) benchmarks/engine_vs_reference.py
+	DPS_DATA_DIR=$${DPS_DATA_DIR:-../shared/data} $(PY) benchmarks/engine_vs_reference.py $(BENCH_ARGS)
 
 # `make reproduce` runs the paper's pipeline on the embedded model (see README); variables:
 # TASK=arith|math500, PROFILE=cpu|paper, SLURM=1 to submit as Slurm array jobs.

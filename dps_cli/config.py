@@ -39,6 +39,7 @@ class SampleConfig:
     registry: Path | None = None
     seeds: tuple[int, ...] = (0,)
     limit: int | None = None
+    offset: int = 0
     shard: tuple[int, int] = (0, 1)
     data: Path | None = None
     device: str = "auto"
@@ -68,6 +69,8 @@ class SampleConfig:
             raise UserError("--method dps needs --controller NAME.", "List trained controllers with 'dps controllers list'.")
         if self.tau is not None and not 0 < self.tau < 1:
             raise UserError(f"--tau {self.tau} must lie strictly between 0 and 1.")
+        if self.offset < 0:
+            raise UserError(f"--offset {self.offset} must be >= 0.")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit {self.limit} must be at least 1.")
         if not self.seeds:
@@ -77,6 +80,8 @@ class SampleConfig:
             raise UserError(f"--shard {index}/{count} is invalid.", "Use i/n with 0 <= i < n.")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size} must be at least 1.")
+        if self.flush_every < 1:
+            raise UserError(f"--flush-every {self.flush_every} must be at least 1.")
         if self.hidden_layer is not None and self.hidden_layer < 0:
             raise UserError(f"--hidden-layer {self.hidden_layer} must be >= 0 or 'none'.")
 

@@ -29,12 +29,14 @@ def sample(
     registry: Annotated[Optional[Path], typer.Option(help="Controller registry directory (default: DPS_HOME or the user data dir).", rich_help_panel=METHOD_PANEL)] = None,
     seeds: Annotated[str, typer.Option(help="Sample seeds per question, e.g. 0-7 or 0,3.", rich_help_panel=RUN_PANEL)] = "0",
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N questions.", rich_help_panel=RUN_PANEL)] = None,
+    offset: Annotated[int, typer.Option(help="Skip the first N questions (with --limit: a contiguous split).", rich_help_panel=RUN_PANEL)] = 0,
     shard: Annotated[Optional[str], typer.Option(help="i/n: every n-th question from the i-th (default: from SLURM_ARRAY_TASK_ID, else all).", rich_help_panel=RUN_PANEL)] = None,
     data: Annotated[Optional[Path], typer.Option(help="Local data file instead of DPS_DATA_DIR or the hub.", rich_help_panel=RUN_PANEL)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<bench>-<method>).", rich_help_panel=RUN_PANEL)] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N] | mps.", rich_help_panel=RUN_PANEL)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bfloat16 on CUDA, float32 elsewhere) | float32 | bfloat16 | float16.", rich_help_panel=RUN_PANEL)] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Chains decoded together (default: 16 on CPU, 64 on CUDA).", rich_help_panel=RUN_PANEL)] = None,
+    flush_every: Annotated[int, typer.Option(help="Write a Parquet part every N finished samples (a crash loses at most the samples in flight).", rich_help_panel=RUN_PANEL)] = 16,
     run_seed: Annotated[int, typer.Option(help="Seed of the run; with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = 0,
     slurm_array: Annotated[Optional[int], typer.Option(help="Print the sbatch script for an N-task Slurm array running this command, and exit.", rich_help_panel=RUN_PANEL)] = None,
 ) -> None:
@@ -56,9 +58,10 @@ def sample(
         bench=bench, out=out if out is not None else Path("runs") / f"{bench}-{method}", model=model,
         method=method, k=k, alpha=alpha, temperature=temperature, max_new_tokens=max_new_tokens,
         blocks=blocks, checkpoints=parse_checkpoints(checkpoints), hidden_layer=parse_hidden_layer(hidden_layer),
-        controller=controller, tau=tau, registry=registry, seeds=parse_seeds(seeds), limit=limit,
+        controller=controller, tau=tau, registry=registry, seeds=parse_seeds(seeds), limit=limit, offset=offset,
         shard=parse_shard(shard), data=data, device=device, dtype=dtype, batch_size=batch_size,
         run_seed=run_seed, command=" ".join(["dps", *sys.argv[1:]]),
+        flush_every=flush_every,
     )
     if slurm_array is not None:
         from dps_cli.pipeline.slurm import sample_array_script

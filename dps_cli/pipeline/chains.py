@@ -64,6 +64,11 @@ def with_default_tau(config: SampleConfig) -> SampleConfig:
 
     assert config.controller is not None
     card = load_controller(config.controller, config.registry).card
+    if card.recommended_tau is None:
+        from dps_cli.errors import UserError
+
+        raise UserError(f"Controller {config.controller!r} has no recommended tau "
+                        "(its held-out sweep had no question with runs at every k).", "Pass --tau.")
     return replace(config, tau=float(card.recommended_tau))
 
 

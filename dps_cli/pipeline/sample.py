@@ -67,8 +67,9 @@ ProgressCallback = Callable[[SampleProgress], None]
 
 
 def select_questions(questions: list[Question], config: SampleConfig) -> list[Question]:
-    """``--limit`` first (in data order), then every n-th question for ``--shard i/n``."""
-    chosen = questions[: config.limit] if config.limit else questions
+    """``--offset``/``--limit`` first (in data order), then every n-th question for ``--shard i/n``."""
+    end = config.offset + config.limit if config.limit else None
+    chosen = questions[config.offset:end]
     index, count = config.shard
     return chosen[index::count]
 
@@ -148,7 +149,7 @@ def _manifest(config: SampleConfig, model: dict[str, Any] | None = None) -> dict
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": config.command,
         "config": config.identity(),
-        "run": {"seeds": list(config.seeds), "limit": config.limit, "shard": list(config.shard),
+        "run": {"seeds": list(config.seeds), "offset": config.offset, "limit": config.limit, "shard": list(config.shard),
                 "device": config.device, "dtype": config.dtype, "batch_size": config.batch_size},
         **provenance(),
     }

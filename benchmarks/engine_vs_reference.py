@@ -1,0 +1,120 @@
+"""Proposal tokens/s of the dps engine against the reference algorithm, same model and settings.
+
+Prints one JSON line with both rates, their ratio, wall time per chain and peak RSS, then one JSON
+line with the engine's tokens/s at several chain counts. Run with ``make bench``.
+
+Settings (issue #2): embedded SmolLM2-135M, 16 chains = 8 MATH500 questions x 2 seeds, alpha 4,
+max-new-tokens 192, blocks 4, k 4. The reference runs one chain at a time, so its rate is measured
+on the first ``--reference-chains`` chains (a rate per token does not depend on how many chains it
+runs sequentially).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference import reference_power_chain  # noqa: E402
+
+from dps_cli.models.loading import load_model  # noqa: E402
+from dps_cli.sampling.engine import Engine  # noqa: E402
+from dps_cli.sampling.policies import FixedK  # noqa: E402
+from dps_cli.sampling.power import PowerSettings, power_chain  # noqa: E402
+from dps_cli.tasks import get_task  # noqa: E402
+from dps_cli.tasks.prompting import build_prompt  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def chain_prompts(loaded, bench: str, questions: int, seeds: int) -> list[tuple[int, ...]]:  # type: ignore[no-untyped-def]
+    task = get_task(bench)
+    prompts = []
+    for question in task.load(None)[:questions]:
+        for seed in range(seeds):
+            _, ids = build_prompt(loaded.tokenizer, task, question, task.choice_order(question, seed))
+            prompts.append(tuple(ids))
+    return prompts
+
+
+def run_engine(loaded, prompts, args, batch: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    settings = PowerSettings(alpha=args.alpha, max_new_tokens=args.max_new_tokens, blocks=args.blocks,
+                             eos_token_ids=loaded.eos_token_ids)
+    results = []
+    engine = Engine(loaded.model, loaded.eos_token_ids, max_batch=batch)
+    start = time.perf_counter()
+    engine.run(((i, power_chain(p, settings, FixedK(args.k), np.random.default_rng(i)))
+                for i, p in enumerate(prompts)), lambda key, result: results.append(result))
+    wall = time.perf_counter() - start
+    tokens = sum(r.tokens_generated for r in results)
+    return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "chains": len(prompts)}
+
+
+def run_reference(loaded, prompts, args) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    start, tokens = time.perf_counter(), 0
+    for i, prompt in enumerate(prompts):
+        out = reference_power_chain(loaded.model, list(prompt), args.alpha, args.max_new_tokens, args.blocks,
+                                    args.k, loaded.eos_token_ids, np.random.default_rng(i))
+        tokens += out["tokens_generated"]
+    wall = time.perf_counter() - start
+    return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "chains": len(prompts)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--bench", default="math500", help="task whose prompts are used (needs its data)")
+    parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--alpha", type=float, default=4.0)
+    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--reference-chains", type=int, default=4)
+    parser.add_argument("--scaling", default="1,4,16,64", help="chain counts for the engine scaling line")
+    parser.add_argument("--scaling-max-new-tokens", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+
+    loaded = load_model(args.model, args.device, args.dtype)
+    prompts = chain_prompts(loaded, args.bench, args.questions, args.seeds)
+    reference = run_reference(loaded, prompts[: args.reference_chains], args)
+    rss_reference = peak_rss_mb()
+    engine = run_engine(loaded, prompts, args, batch=len(prompts))
+    print(json.dumps({
+        "benchmark": "engine_vs_reference", "device": loaded.device, "dtype": loaded.dtype,
+        "model": loaded.source.model_id, "chains": len(prompts), "alpha": args.alpha,
+        "max_new_tokens": args.max_new_tokens, "blocks": args.blocks, "k": args.k,
+        "reference_tokens_per_s": round(reference["tokens_per_s"], 2),
+        "engine_tokens_per_s": round(engine["tokens_per_s"], 2),
+        "ratio": round(engine["tokens_per_s"] / reference["tokens_per_s"], 2),
+        "reference_wall_s_per_chain": round(reference["wall_s"] / reference["chains"], 2),
+        "engine_wall_s_per_chain": round(engine["wall_s"] / engine["chains"], 2),
+        "reference_chains_measured": reference["chains"],
+        "peak_rss_mb_after_reference": round(rss_reference), "peak_rss_mb_after_engine": round(peak_rss_mb()),
+    }), flush=True)
+
+    scaling = {}
+    scale_args = argparse.Namespace(**{**vars(args), "max_new_tokens": args.scaling_max_new_tokens})
+    for count in (int(c) for c in args.scaling.split(",")):
+        chains = [prompts[i % len(prompts)] for i in range(count)]
+        scaling[str(count)] = round(run_engine(loaded, chains, scale_args, batch=count)["tokens_per_s"], 2)
+    print(json.dumps({"benchmark": "engine_scaling", "device": loaded.device,
+                      "max_new_tokens": args.scaling_max_new_tokens, "blocks": args.blocks, "k": args.k,
+                      "engine_tokens_per_s_by_chains": scaling}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
