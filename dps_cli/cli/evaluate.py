@@ -29,19 +29,35 @@ def evaluate(
             "--workers", min=1, help="Grading processes, for tasks that grade in parallel."
         ),
     ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            help="Judge AlpacaEval runs offline with this model (id, directory, .gguf or alias).",
+        ),
+    ] = None,
+    judge_device: Annotated[
+        str, typer.Option("--judge-device", help="Device of the --judge model.")
+    ] = "auto",
 ) -> None:
     """Grade runs and report accuracy [95% CI], time, k, tokens and acceptance per run.
 
     Every run after the first is compared with the first on their shared questions
     (accuracy difference with a paired bootstrap interval, and the time ratio).
 
-    Example: dps evaluate runs/math500-k8 runs/math500-dps-gbdt
+    Examples:
+
+      dps evaluate runs/math500-k8 runs/math500-dps-gbdt
+
+      dps evaluate runs/alpacaeval-power --judge smollm2-135m
     """
     from dps_cli.pipeline.evaluate import evaluate_runs
     from dps_cli.report.tables import comparison_table, evaluation_notes, evaluation_table
 
     with Console(stderr=True).status("Grading and summarising runs..."):
-        report = evaluate_runs(runs, regrade=regrade, workers=workers)
+        report = evaluate_runs(
+            runs, regrade=regrade, workers=workers, judge=judge, judge_device=judge_device
+        )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return

@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dps_cli.pipeline.judge import LocalJudgeResult
 from dps_cli.runs.atomic import atomic_write_bytes
 from dps_cli.runs.store import RunStore
 
@@ -44,6 +45,7 @@ class AlpacaResult:
     win_rate: float | None
     lc_win_rate: float | None
     note: str
+    local_judge: LocalJudgeResult | None = None
 
 
 def judge_alpaca_run(store: RunStore, generator: str, rejudge: bool = False) -> AlpacaResult:

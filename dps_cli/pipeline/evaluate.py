@@ -106,9 +106,13 @@ class EvaluationReport:
 
 
 def evaluate_runs(
-    run_dirs: Sequence[Path], regrade: bool = False, workers: int | None = None
+    run_dirs: Sequence[Path], regrade: bool = False, workers: int | None = None,
+    judge: str | None = None, judge_device: str = "auto",
 ) -> EvaluationReport:
-    """Grade (reusing valid grades unless ``regrade``), summarise and compare ``run_dirs``."""
+    """Grade (reusing valid grades unless ``regrade``), summarise and compare ``run_dirs``.
+
+    ``judge`` (a model spec) also scores AlpacaEval runs offline with `dps_cli.pipeline.judge`.
+    """
     labels = run_labels(run_dirs)
     summaries: list[RunSummary] = []
     frames: list[pl.DataFrame] = []
@@ -117,6 +121,11 @@ def evaluate_runs(
         summary = summarize_run(run_dir, grades=grades, label=label)
         if summary.task == ALPACA_TASK:
             alpaca = judge_alpaca_run(RunStore.open_existing(run_dir), label, rejudge=regrade)
+            if judge is not None:
+                from dps_cli.pipeline.judge import judge_run
+
+                local = judge_run(RunStore.open_existing(run_dir), judge, device=judge_device)
+                alpaca = replace(alpaca, local_judge=local)
             summary = _with_alpaca(summary, alpaca)
         summaries.append(summary)
         frames.append(question_frame(RunStore.open_existing(run_dir), grades))

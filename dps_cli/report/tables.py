@@ -91,6 +91,13 @@ def evaluation_notes(report: EvaluationReport) -> list[str]:
             lc_text = f", length-controlled {lc:.1f}%" if lc is not None else ""
             notes.append(f"{run.label}: win rate {run.alpaca.win_rate:.1f}%{lc_text}.")
         notes.append(f"{run.label}: {run.alpaca.note}")
+        local = run.alpaca.local_judge
+        if local is not None:
+            notes.append(
+                f"{run.label}: local judge {local.judge}: win rate {local.win_rate:.1f}% "
+                f"[{local.win_rate_lo:.1f}, {local.win_rate_hi:.1f}] over {local.items} instructions "
+                "(both orders averaged)."
+            )
     return notes
 
 

@@ -125,7 +125,7 @@ class _Run:
         self.deciding: list[tuple[_Chain, Decide]] = []
         self.rows: list[_Row | None] = []
         self.kv = engine.new_kv()
-        self.prefills: OrderedDict[tuple[tuple[int, ...], bool], PrefillResult] = OrderedDict()
+        self.prefills: OrderedDict[tuple[tuple[int, ...], bool, tuple[int, ...]], PrefillResult] = OrderedDict()
         self.capture: _HiddenCapture | None = None
 
     # ------------------------------------------------------------ scheduling
@@ -212,7 +212,7 @@ class _Run:
 
     # ----------------------------------------------------------------- compute
     def _prefill(self, item: Prefill) -> PrefillResult:
-        key = (item.prompt_ids, item.want_hidden)
+        key = (item.prompt_ids, item.want_hidden, item.score_tokens)
         if key in self.prefills:
             self.prefills.move_to_end(key)
             return self.prefills[key]
@@ -222,14 +222,18 @@ class _Run:
         kv.reserve(len(item.prompt_ids))
         ids = torch.tensor([item.prompt_ids], device=engine.device)
         positions = torch.arange(len(item.prompt_ids), device=engine.device)[None, :]
-        engine.forward(kv, ids, positions)
+        logits = engine.forward(kv, ids, positions)
+        scores = None
+        if item.score_tokens:
+            logp = torch.log_softmax(logits[0].float(), dim=-1)
+            scores = logp[list(item.score_tokens)].cpu().numpy()
         hidden = None
         if item.want_hidden and self.capture is not None and self.capture.last is not None:
             hidden = self.capture.last[0].float().mean(0).cpu().numpy()
         empty = np.zeros(0, dtype=np.float32)
         sequence = Sequence(np.asarray(item.prompt_ids, dtype=np.int64), len(item.prompt_ids),
                             empty, empty, empty, empty, kv.extract_row(0))
-        result = PrefillResult(sequence, hidden)
+        result = PrefillResult(sequence, hidden, scores)
         self.prefills[key] = result
         if len(self.prefills) > PREFILL_CACHE_SIZE:
             self.prefills.popitem(last=False)

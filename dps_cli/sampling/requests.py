@@ -45,16 +45,22 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Prefill:
-    """Encode a prompt; the reply is a `PrefillResult`."""
+    """Encode a prompt; the reply is a `PrefillResult`.
+
+    ``score_tokens`` asks for the base model's log-probabilities of those tokens as the next
+    token after the prompt (a judge's verdict letters, for instance).
+    """
 
     prompt_ids: tuple[int, ...]
     want_hidden: bool = False
+    score_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class PrefillResult:
     sequence: Sequence
     prompt_hidden_mean: np.ndarray | None  # (H,) mean of layer-L states over the prompt tokens
+    next_token_logp: np.ndarray | None = None  # (len(score_tokens),) float32
 
 
 @dataclass(frozen=True)
