@@ -17,11 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# Local copies of the benchmark files, when this checkout sits beside a shared/ folder.
+DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
-	DPS_DATA_DIR=$${DPS_DATA_DIR:-../shared/data} $(PY) benchmarks/engine_vs_reference.py $(BENCH_ARGS)
+	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) benchmarks/engine_vs_reference.py $(BENCH_ARGS)
 
 # `make reproduce` runs the paper's pipeline on the embedded model (see README); variables:
 # TASK=arith|math500, PROFILE=cpu|paper, SLURM=1 to submit as Slurm array jobs.
