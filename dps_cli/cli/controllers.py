@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from dps_cli.cli.console import stdout_console
+
 from dps_cli.cli.errors import report_errors
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ def list_controllers(registry: RegistryOption = None, as_json: JsonOption = Fals
     if not cards:
         typer.echo(f"No controllers in {registry_path(registry)}.")
         return
-    Console().print(registry_table(cards))
+    stdout_console().print(registry_table(cards))
 
 
 @app.command("show")
@@ -73,7 +75,7 @@ def show(name: NameArgument, registry: RegistryOption = None, as_json: JsonOptio
     if as_json:
         typer.echo(json.dumps(card.to_dict(), indent=2))
         return
-    render_card(card, Console(), details=True)
+    render_card(card, stdout_console(), details=True)
 
 
 @app.command("remove")

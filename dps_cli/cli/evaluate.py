@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dps_cli.cli.console import stdout_console
+
 
 def evaluate(
     runs: Annotated[
@@ -61,7 +63,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
-    out = Console()
+    out = stdout_console()
     out.print(evaluation_table(report))
     table = comparison_table(report)
     if table is not None:

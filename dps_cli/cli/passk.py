@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dps_cli.cli.console import stdout_console
+
 
 def passk(
     runs: Annotated[
@@ -44,7 +46,7 @@ def passk(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
-    out = Console()
+    out = stdout_console()
     out.print(passk_rich_table(report))
     for note in passk_notes(report):
         out.print(note, highlight=False, soft_wrap=True)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dps_cli.cli.console import stdout_console
+
 from dps_cli.cli.controllers import RegistryOption
 
 
@@ -53,7 +55,7 @@ def train_controller(
 
     with Console(stderr=True).status(f"Training a {kind.value} controller..."):
         report = train(kind.value, data, name, registry_dir=registry, seed=seed, force=force)
-    out = Console()
+    out = stdout_console()
     render_card(report.card, out)
     tau = report.card.recommended_tau
     out.print(f"Saved controller {report.card.name!r} to {report.path}.", highlight=False)
