@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from dps_cli.errors import UserError
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, grade_extracted
 from dps_cli.tasks.loading import read_records_file, resolve_data_path, text_id, unique_questions
 
 T = TypeVar("T")
@@ -204,13 +204,4 @@ class ArithTask:
         """Correct iff the extracted integer equals the reference."""
         from dps_cli.tasks.grading.integer import integer_equal
 
-        grades = []
-        for question, completion, order in items:
-            answer = self.extract_answer(completion, question, order)
-            if answer is None:
-                grades.append(Grade(answer=None, correct=False, detail="no answer"))
-            else:
-                grades.append(
-                    Grade(answer=answer, correct=integer_equal(answer, question.reference))
-                )
-        return grades
+        return grade_extracted(self, items, integer_equal)

@@ -7,7 +7,7 @@ final answer of a completion.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -80,3 +80,23 @@ class Task(Protocol):
     ) -> list[Grade]:
         """Grade (question, completion, choice_order) triples; may run in parallel."""
         ...
+
+
+def grade_extracted(
+    task: Task,
+    items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+    equal: Callable[[str, str], bool],
+) -> list[Grade]:
+    """Grade by comparing each extracted answer with the reference; no answer is wrong.
+
+    Tasks whose verdict is "the final answer equals the reference" (math500, arith) share this
+    loop and differ only in ``equal``.
+    """
+    grades = []
+    for question, completion, order in items:
+        answer = task.extract_answer(completion, question, order)
+        if answer is None:
+            grades.append(Grade(answer=None, correct=False, detail="no answer"))
+        else:
+            grades.append(Grade(answer=answer, correct=equal(answer, question.reference)))
+    return grades

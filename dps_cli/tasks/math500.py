@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, grade_extracted
 from dps_cli.tasks.loading import DatasetSource, load_records, text_id, unique_questions
 
 SOURCE = DatasetSource(
@@ -72,11 +72,4 @@ class Math500Task:
         """Correct when the extracted answer is mathematically equal to the reference."""
         from dps_cli.tasks.grading.math import math_equal
 
-        grades = []
-        for question, completion, order in items:
-            answer = self.extract_answer(completion, question, order)
-            if answer is None:
-                grades.append(Grade(answer=None, correct=False, detail="no answer"))
-            else:
-                grades.append(Grade(answer=answer, correct=math_equal(answer, question.reference)))
-        return grades
+        return grade_extracted(self, items, math_equal)
