@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 
 from dps_cli.cli.console import stdout_console
-
 from dps_cli.cli.errors import report_errors
 
 if TYPE_CHECKING:

@@ -52,7 +52,13 @@ def sample(
 
     Rerunning the same command resumes: (question, seed) pairs already stored are skipped.
     """
-    from dps_cli.config import SampleConfig, parse_checkpoints, parse_hidden_layer, parse_seeds, parse_shard
+    from dps_cli.config import (
+        SampleConfig,
+        parse_checkpoints,
+        parse_hidden_layer,
+        parse_seeds,
+        parse_shard,
+    )
 
     config = SampleConfig(
         bench=bench, out=out if out is not None else Path("runs") / f"{bench}-{method}", model=model,

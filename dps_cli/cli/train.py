@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 
 from dps_cli.cli.console import stdout_console
-
 from dps_cli.cli.controllers import RegistryOption
 
 

@@ -113,7 +113,6 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
     """Load model and tokenizer for ``spec`` onto ``device`` in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would interleave

@@ -13,7 +13,8 @@ import inspect
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Generator, Iterable, Sequence as Seq
+from collections.abc import Callable, Generator, Iterable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +160,7 @@ class _Run:
         if self.engine.decider is None:
             raise RuntimeError("a driver asked for a controller decision but the engine has no decider")
         p_enough = self.engine.decider([decide.features for _, decide in batch])
-        for (chain, _), p in zip(batch, p_enough):
+        for (chain, _), p in zip(batch, p_enough, strict=True):
             self._advance(chain, float(p))
 
     def _advance(self, chain: _Chain, value: Any) -> None:

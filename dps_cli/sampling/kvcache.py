@@ -131,7 +131,7 @@ class BatchKV:
         lo = self.width - n
         return torch.stack([
             torch.stack([k[row, :, lo:self.width], v[row, :, lo:self.width]])
-            for k, v in zip(self.keys, self.values)
+            for k, v in zip(self.keys, self.values, strict=True)
         ])
 
     def keep_rows(self, rows: list[int]) -> None:

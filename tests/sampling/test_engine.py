@@ -6,11 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import build_tiny_llama
+
 from dps_cli.sampling.engine import Engine
 from dps_cli.sampling.policies import DynamicK, FixedK
-from dps_cli.sampling.power import PowerSettings, log_accept_ratio, power_chain, sampling_chain, truncate_at_eos
+from dps_cli.sampling.power import (
+    PowerSettings,
+    log_accept_ratio,
+    power_chain,
+    sampling_chain,
+    truncate_at_eos,
+)
 from dps_cli.sampling.requests import Sequence
 
 EOS = 2

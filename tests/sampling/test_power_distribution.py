@@ -12,8 +12,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from conftest import build_tiny_llama
+
 from dps_cli.sampling.engine import Engine
 from dps_cli.sampling.policies import FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
