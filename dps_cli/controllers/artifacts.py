@@ -128,6 +128,11 @@ def load_controller(name: str, registry_dir: Path | None = None) -> Controller:
     """Load a trained controller once; the result predicts without touching the disk again."""
     directory = controller_dir(name, registry_dir)
     card = read_card(directory)
+    from dps_cli.controllers.constant import load_constant
+
+    constant = load_constant(directory)
+    if constant is not None:
+        return LoadedController(card=card, model=constant)
     kind = CONTROLLER_KINDS.get(card.kind)
     return LoadedController(card=card, model=kind.load(directory, card))
 

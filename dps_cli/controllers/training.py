@@ -173,11 +173,14 @@ def fit_and_evaluate(
             "Collect k=2, 4 and 6 runs sampled with checkpoints that their chains reach.",
         )
     if len(np.unique(train.labels)) < 2:
+        from dps_cli.controllers.constant import ConstantModel
+
         only = "enough" if train.labels[0] == 1 else "not enough"
-        raise UserError(
-            f"Every training label is '{only}', so there is nothing for a controller to learn.",
-            "Collect runs where raising k changes some answers (more questions or seeds).",
-        )
+        logger.warning("every training label is '%s': saving a constant controller", only)
+        constant = ConstantModel(float(train.labels[0]))
+        metrics = held_out_metrics(test.labels, constant.predict_p_enough(test.features), len(split.test))
+        sweep = tau_sweep(constant, frame.filter(pl.col("question_id").is_in(list(split.test))))
+        return TrainingResult(model=constant, metrics=metrics, sweep=sweep, split=split)
     logger.info(
         "training %s on %d rows (%d questions), validating on %d, testing on %d",
         kind_name,

@@ -72,15 +72,16 @@ class Profile:
 # CPU budget (2 cores, embedded SmolLM2-135M). Power sampling costs about M + k*M*(B+1)/4
 # tokens per chain: each of the k proposals per block resamples on average half of the current
 # length. With M=48, B=4 that is 48 + 60k: k=2: 168, k=4: 288, k=6: 408, k=8: 528 tokens.
-# Measured on arith (M=64, B=4, k=2, 32 chains): chains stop at EOS early, so a chain costs
-# ~0.63x the formula, and a busy 2-core box sustained only ~14-40 tokens/s (64 tokens/s is the
-# idle figure for plain decoding of 16 chains; MH proposals and the batch's tail cost more).
-#   train: 12 questions x 2 seeds = 24 chains x (168+288+408+528 = 1392) x 0.63 = 21,000 tokens
-#   test:  10 questions x 2 seeds = 20 chains x (k=8 528 + 3 DPS runs ~350 + temperature 48)
-#          x 0.63 = 20,500 tokens
-#   total ~41,500 tokens: ~1,040 s at 40 tokens/s. Add the one-time GGUF conversion (~40 s),
-#   model loads (9 runs x ~5 s), grading and three small controllers (~60 s): ~1,200 s, which
-#   leaves ~30% of the 30 minutes as margin.
+# Measured on arith: chains stop at EOS early, so a chain costs ~0.7x the formula; the engine
+# sustained ~120 tokens/s with 24 chains on two idle cores (M=32: the whole pipeline took 240 s)
+# and as little as ~14 tokens/s on a box shared with other jobs. We budget for the 64 tokens/s
+# of plain decoding with 16 chains:
+#   train: 16 questions x 2 seeds = 32 chains x (168+288+408+528 = 1392) x 0.7 = 31,200 tokens
+#   test:  16 questions x 2 seeds = 32 chains x (k=8 528 + 3 DPS runs ~340 + temperature 48)
+#          x 0.7 = 35,700 tokens
+#   total ~67,000 tokens: ~1,050 s at 64 tokens/s (~560 s at 120). Add the one-time GGUF
+#   conversion (~40 s), model loads (9 runs x ~3 s), grading and three small controllers
+#   (~30 s): ~1,150 s, leaving ~35% of the 30 minutes as margin.
 CPU = Profile(
     name="cpu",
     model="smollm2-135m",
@@ -90,13 +91,13 @@ CPU = Profile(
     checkpoints=(1, 2, 3),
     hidden_layer=11,
     seeds=(0, 1),
-    train_questions=12,
-    test_questions=10,
-    batch_size=24,
+    train_questions=16,
+    test_questions=16,
+    batch_size=32,
     gbdt_iterations=300,
     mlp_epochs=100,
     train_threads=2,
-    description="embedded SmolLM2-135M on 2 CPU cores, 48 new tokens, ~20-30 minutes",
+    description="embedded SmolLM2-135M on 2 CPU cores, 48 new tokens, 10-20 minutes",
 )
 
 # The paper's setting (DPS paper / Karan & Du 2025): Qwen2.5-Math-7B on MATH500, alpha 4,

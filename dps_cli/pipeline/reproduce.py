@@ -323,6 +323,7 @@ def _timed(stage: str, out: Path, result: ReproduceResult) -> Iterator[None]:
     started = time.perf_counter()
     written_before = sum(result.written.values())
     trained_before = len(result.trained)
+    collected_before = result.collected
     yield
     seconds = time.perf_counter() - started
     result.stage_seconds[stage] = seconds
@@ -331,6 +332,7 @@ def _timed(stage: str, out: Path, result: ReproduceResult) -> Iterator[None]:
     did_work = (
         sum(result.written.values()) > written_before
         or len(result.trained) > trained_before
+        or result.collected != collected_before
         or stage == "report"
     )
     if did_work or stage not in timings:

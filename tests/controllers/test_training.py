@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from dps_cli.controllers.features import CheckpointFeatures
 from dps_cli.controllers.table import checkpoint_features
 from dps_cli.controllers.training import (
     TrainSettings,
@@ -80,10 +81,20 @@ def test_hidden_kinds_refuse_a_table_without_hidden_states() -> None:
         fit_and_evaluate("mlp-h", table, FAST)
 
 
-def test_single_class_labels_are_refused() -> None:
+def test_single_class_labels_give_a_constant_controller(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dps_cli.controllers.artifacts import load_controller
+    from dps_cli.controllers.constant import ConstantModel
+    from dps_cli.pipeline.train import train_controller
+
     table = planted_table("entropy", questions=10).with_columns(enough=pl.lit(True))
-    with pytest.raises(UserError, match="Every training label is 'enough'"):
-        fit_and_evaluate("gbdt", table, FAST)
+    result = fit_and_evaluate("gbdt", table, FAST)
+    assert isinstance(result.model, ConstantModel) and result.model.p_enough == 1.0
+    path = tmp_path / "table.parquet"
+    table.write_parquet(path)
+    train_controller("mlp-h", path, name="const", registry_dir=tmp_path / "reg", settings=FAST)
+    loaded = load_controller("const", tmp_path / "reg")
+    batch = [CheckpointFeatures(scalars={}, hidden=None, question_embedding=None)] * 3
+    np.testing.assert_array_equal(loaded.predict_p_enough(batch), [1.0, 1.0, 1.0])
 
 
 def test_metrics_with_one_class_have_nan_auc_and_a_note() -> None:
