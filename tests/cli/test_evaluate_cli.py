@@ -84,4 +84,5 @@ def test_newer_schema_exits_2(tmp_path: Path) -> None:
 def test_help_has_an_example() -> None:
     result = RUNNER.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "Example: dps evaluate runs/math500-k8 runs/math500-dps-gbdt" in result.stdout
+    assert "dps evaluate runs/math500-k8 runs/math500-dps-gbdt" in result.stdout
+    assert "dps evaluate runs/alpacaeval-power --judge smollm2-135m" in result.stdout
