@@ -206,10 +206,12 @@ class _Run:
         if added:
             self.kv.add_rows([_prefix_kv(request) for _, request in added])
             self.rows.extend(_new_row(chain, request) for chain, request in added)
-        if free:  # idle rows would cost a full row of compute every step: drop them
-            keep = [i for i, row in enumerate(self.rows) if row is not None]
-            self.kv.keep_rows(keep)
-            self.rows = [self.rows[i] for i in keep]
+        # idle rows would cost a full row of compute every step: drop them, highest index first
+        # so that the last row moved into a freed slot is never itself a freed one
+        for index in sorted(free, reverse=True):
+            self.kv.remove_row(index)
+            self.rows[index] = self.rows[-1]
+            self.rows.pop()
 
     # ----------------------------------------------------------------- compute
     def _prefill(self, item: Prefill) -> PrefillResult:

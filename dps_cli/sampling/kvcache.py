@@ -15,6 +15,8 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 # Extra columns allocated whenever the buffers grow, so growth is rare.
 GROWTH = 256
+# Shift the columns left only when this much (and a quarter of the width) is padding everywhere.
+COMPACT_MIN = 64
 
 
 class SlotLayer(DynamicLayer):
@@ -134,13 +136,18 @@ class BatchKV:
             for k, v in zip(self.keys, self.values, strict=True)
         ])
 
-    def keep_rows(self, rows: list[int]) -> None:
-        """Drop every row not in ``rows`` (in that order)."""
-        index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        self.keys = [k.index_select(0, index) for k in self.keys]
-        self.values = [v.index_select(0, index) for v in self.values]
-        self.lengths = [self.lengths[r] for r in rows]
-        self._compact()
+    def remove_row(self, row: int) -> None:
+        """Drop ``row`` by moving the last row into its place: one row copied, not the batch."""
+        last = self.rows - 1
+        for bufs in (self.keys, self.values):
+            for layer, buf in enumerate(bufs):
+                if row != last:
+                    buf[row] = buf[last]
+                bufs[layer] = buf[:last]  # a view: dropping the last row copies nothing
+        self.lengths[row] = self.lengths[last]
+        self.lengths.pop()
+        if self.width - max(self.lengths, default=0) >= max(COMPACT_MIN, self.width // 4):
+            self._compact()
 
     def _compact(self) -> None:
         """Drop leading columns that are padding in every row."""
