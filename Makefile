@@ -7,7 +7,7 @@ DPS := $(VENV)/bin/dps
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test bench reproduce clean
+.PHONY: install test lint bench reproduce clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
 test: install
 	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m pip install -q ruff mypy
+	$(PY) -m ruff check dps_cli benchmarks tests
+	$(PY) -m mypy
 
 bench: install
 	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) benchmarks/engine_vs_reference.py $(BENCH_ARGS)

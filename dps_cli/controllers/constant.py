@@ -20,7 +20,7 @@ from dps_cli.controllers.features import CheckpointFeatures
 CONSTANT_FILE = "constant.json"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ConstantModel:
     """Predicts the training labels' only value for every checkpoint."""
 

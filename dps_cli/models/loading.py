@@ -115,7 +115,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would interleave
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # our own progress goes to stderr; theirs would interleave
     source = resolve_model(spec)
     resolved_device = pick_device(device)
     resolved_dtype = pick_dtype(resolved_device, dtype)
@@ -129,7 +129,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
             "Without network access pass a local directory, a .gguf file or the embedded "
             f"alias {embedded.ALIAS!r}.",
         ) from None
-    model.to(resolved_device).eval()
+    model.to(resolved_device)  # type: ignore[arg-type]  # transformers' stub types `to` oddly
+    model.eval()  # type: ignore[no-untyped-call]
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return LoadedModel(
         model=model,
@@ -178,7 +179,7 @@ def _converted_gguf(gguf_path: Path, name: str | None) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
     # The weights are de-quantized to float32 already; drop the GGUF quantizer so they can be saved.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     partial = target.with_name(target.name + ".partial")

@@ -15,7 +15,7 @@ PACKAGES = ("torch", "transformers", "polars", "pyarrow", "catboost", "numpy")
 
 def provenance() -> dict[str, Any]:
     """``versions`` (dps, Python and key packages) and ``git_sha`` of the dps checkout, if any."""
-    versions = {"dps": dps_cli.__version__, "python": platform.python_version()}
+    versions: dict[str, str | None] = {"dps": dps_cli.__version__, "python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

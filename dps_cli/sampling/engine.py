@@ -108,7 +108,8 @@ class Engine:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                          use_cache=True, logits_to_keep=1, **kwargs)
         kv.advance(input_ids.shape[1])
-        return out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits[:, -1, :]  # (B, V)
+        return logits
 
     def new_kv(self) -> BatchKV:
         return BatchKV(self.num_layers, self.kv_heads, self.head_dim, self.dtype, self.device)
@@ -338,4 +339,5 @@ def hidden_state_module(model: Any, layer: int) -> torch.nn.Module:
     decoder_layers = model.get_decoder().layers
     if not 0 <= layer <= len(decoder_layers):
         raise ValueError(f"hidden layer {layer} outside 0..{len(decoder_layers)}")
-    return model.get_input_embeddings() if layer == 0 else decoder_layers[layer - 1]
+    module: torch.nn.Module = model.get_input_embeddings() if layer == 0 else decoder_layers[layer - 1]
+    return module

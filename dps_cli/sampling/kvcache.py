@@ -19,11 +19,11 @@ GROWTH = 256
 COMPACT_MIN = 64
 
 
-class SlotLayer(DynamicLayer):
+class SlotLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """A cache layer over a preallocated buffer: writes new columns in place, no concatenation."""
 
     def __init__(self, owner: BatchKV, index: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.owner = owner
         self.index = index
         self.device = owner.keys[index].device
@@ -44,6 +44,7 @@ class SlotLayer(DynamicLayer):
         self.owner.keys[self.index][:, :, start:end] = key_states
         self.owner.values[self.index][:, :, start:end] = value_states
         self._expose(end)
+        assert self.keys is not None and self.values is not None
         return self.keys, self.values
 
 

@@ -19,7 +19,10 @@ K_START = 2
 
 
 class KPolicy(Protocol):
-    initial_k: int
+    @property
+    def initial_k(self) -> int:
+        """The budget of the first blocks."""
+        ...
 
     def decide(self, record: CheckpointRecord) -> Generator[Decide, float, tuple[int, float | None]]:
         """Return (k for the following blocks, p_enough or None)."""
