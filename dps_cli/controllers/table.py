@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from dps_cli.controllers.features import SCALAR_FEATURES, CheckpointFeatures
 from dps_cli.errors import UserError
+from dps_cli.runs.schema import CHECKPOINT_TYPE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -33,13 +34,8 @@ TABLE_SCHEMA = pa.schema(
         ("seed", pa.int32()),
         ("k", pa.int32()),
         ("checkpoint_block", pa.int32()),  # null: the sample ended before its first checkpoint
-        ("mcmc_perplexity", pa.float32()),
-        ("mcmc_entropy", pa.float32()),
-        ("mcmc_self_confidence", pa.float32()),
-        ("acceptance_ratio", pa.float32()),
-        ("question_time_sec", pa.float32()),
-        ("current_k", pa.int32()),
-        ("hidden", pa.list_(pa.float32())),
+        # the scalar features and hidden vector, typed as in the run schema's checkpoint records
+        *((name, CHECKPOINT_TYPE.field(name).type) for name in (*SCALAR_FEATURES, "hidden")),
         ("question_embedding", pa.list_(pa.float32())),
         ("hidden_layer", pa.int32()),
         ("correct", pa.bool_()),

@@ -91,8 +91,7 @@ def _controller_decider(config: SampleConfig, loaded: LoadedModel) -> Any:
 
 
 def scalar_features(record: CheckpointRecord) -> dict[str, float]:
-    return {
-        "mcmc_perplexity": record.mcmc_perplexity, "mcmc_entropy": record.mcmc_entropy,
-        "mcmc_self_confidence": record.mcmc_self_confidence, "acceptance_ratio": record.acceptance_ratio,
-        "question_time_sec": record.question_time_sec, "current_k": float(record.current_k),
-    }
+    """The controller's scalar inputs, read off the record by their names."""
+    from dps_cli.controllers.features import SCALAR_FEATURES
+
+    return {name: float(getattr(record, name)) for name in SCALAR_FEATURES}
