@@ -67,9 +67,12 @@ class HumanEvalTask:
         return extract_program(completion, question.extra["prompt"], question.extra["entry_point"])
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
     ) -> list[Grade]:
-        """Run every program against its tests in parallel; ``detail`` is the run status."""
+        """Run every program against its tests, ``workers`` at a time (default: one per core);
+        ``detail`` is the run status."""
         from dps_cli.tasks.grading.code import run_many
 
         programs = [self.extract_answer(c, q, order) or "" for q, c, order in items]
@@ -77,7 +80,7 @@ class HumanEvalTask:
             (program, q.extra["test"], q.extra["entry_point"])
             for program, (q, _, _) in zip(programs, items, strict=True)
         ]
-        results = run_many(cases, timeout_s=TEST_TIMEOUT_S)
+        results = run_many(cases, timeout_s=TEST_TIMEOUT_S, workers=workers)
         return [
             Grade(answer=program, correct=result.passed, detail=result.status)
             for program, result in zip(programs, results, strict=True)

@@ -208,3 +208,13 @@ def test_humaneval_grading_runs_the_tests(tmp_path: Path) -> None:
     assert [g.correct for g in grades] == [True, False]
     assert grades[0].answer is not None and "return x + 2" in grades[0].answer
     assert grades[0].detail != grades[1].detail
+
+
+def test_humaneval_grading_takes_a_worker_count(tmp_path: Path) -> None:
+    from dps_cli.pipeline.grading import _call_grade_many
+
+    task = get_task("humaneval")
+    q = load("humaneval", HUMANEVAL_ROWS, tmp_path / "h.jsonl")[2]
+    right = "```python\ndef f2(x):\n    return x + 2\n```"
+    grades = _call_grade_many(task, [(q, right, None)] * 3, workers=1)
+    assert [g.correct for g in grades] == [True, True, True]
