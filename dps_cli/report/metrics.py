@@ -8,27 +8,12 @@ the same interval on every run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 DEFAULT_N_BOOT = 2000
 DEFAULT_LEVEL = 0.95
 # Resamples drawn per vectorised chunk: bounds memory at _CHUNK x n_questions indices.
 _CHUNK = 256
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with a two-sided percentile-bootstrap interval."""
-
-    mean: float
-    lo: float
-    hi: float
-
-    def as_tuple(self) -> tuple[float, float, float]:
-        """(mean, lo, hi)."""
-        return (self.mean, self.lo, self.hi)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

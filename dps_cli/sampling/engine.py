@@ -38,7 +38,6 @@ class EngineStats:
 
     steps: int = 0
     tokens: int = 0
-    chains_done: int = 0
     started_at: float = field(default_factory=time.perf_counter)
 
     @property
@@ -170,7 +169,6 @@ class _Run:
             try:
                 item = chain.driver.send(value)
             except StopIteration as stop:
-                self.engine.stats.chains_done += 1
                 self.on_done(chain.key, stop.value)
                 return
             if isinstance(item, Prefill):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -111,17 +111,11 @@ def power_chain(prompt_ids: tuple[int, ...], settings: PowerSettings, policy: KP
                 hidden=hidden.value(), question_embedding=prefill.prompt_hidden_mean,
             )
             new_k, p_enough = yield from policy.decide(record)
-            records.append(_with_decision(record, p_enough, new_k > k))
+            records.append(replace(record, p_enough=p_enough, escalated=new_k > k))
             k = new_k
         if eos.intersection(seq.generated.tolist()):
             break
     return _finish(seq, prefill, schedule, attempted, accepted, generated, records, eos, started)
-
-
-def _with_decision(record: CheckpointRecord, p_enough: float | None, escalated: bool) -> CheckpointRecord:
-    from dataclasses import replace
-
-    return replace(record, p_enough=p_enough, escalated=escalated)
 
 
 def _finish(seq: Sequence, prefill: PrefillResult, schedule: list[int], attempted: int, accepted: int,
