@@ -35,6 +35,11 @@ def _without_options(argv: Sequence[str], names: set[str]) -> list[str]:
     return kept
 
 
+def _sbatch_header(options: dict[str, str]) -> str:
+    """``#SBATCH --key=value`` lines; an empty value drops that option."""
+    return "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items() if value)
+
+
 def sample_array_script(argv: Sequence[str], tasks: int, sbatch: dict[str, str] | None = None) -> str:
     """The sbatch script for a ``tasks``-wide array running ``dps sample <argv>`` sharded."""
     if tasks < 1:
@@ -44,7 +49,7 @@ def sample_array_script(argv: Sequence[str], tasks: int, sbatch: dict[str, str] 
     options = {**SBATCH_DEFAULTS, **(sbatch or {}), "array": f"0-{tasks - 1}"}
     args = _without_options(list(argv)[1:] if argv and argv[0] == "sample" else argv,
                             {"--slurm-array", "--shard"})
-    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items())
+    header = _sbatch_header(options)
     command = shlex.join(["dps", "sample", *args])
     return (
         "#!/bin/bash\n"
@@ -70,7 +75,7 @@ def seed_shard_array_script(
 
         raise UserError(f"A Slurm array needs at least one shard and one seed (got {shards}, {list(seeds)}).")
     options = {**SBATCH_DEFAULTS, **(sbatch or {}), "array": f"0-{shards * len(seeds) - 1}"}
-    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items() if value)
+    header = _sbatch_header(options)
     return (
         "#!/bin/bash\n"
         f"{header}\n"
@@ -86,7 +91,7 @@ def seed_shard_array_script(
 def job_script(command: Sequence[str], sbatch: dict[str, str] | None = None) -> str:
     """An sbatch script for one (non-array) job running ``command``; an empty value drops a default."""
     options = {**SBATCH_DEFAULTS, "output": "slurm-%j.out", **(sbatch or {})}
-    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items() if value)
+    header = _sbatch_header(options)
     return f"#!/bin/bash\n{header}\nset -euo pipefail\n{shlex.join(list(command))}\n"
 
 
