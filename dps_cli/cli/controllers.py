@@ -91,7 +91,9 @@ def remove(name: NameArgument, registry: RegistryOption = None) -> None:
 
 
 def render_card(card: ControllerCard, console: Console, details: bool = False) -> None:
-    """Print a card: a few facts, the held-out metrics and the tau sweep."""
+    """Print a card: a few facts, the held-out metrics, whether it beats chance, the tau sweep."""
+    from dps_cli.controllers.card import chance_sentence
+
     console.print(
         f"[bold]{card.name}[/] ({card.kind}) trained on {card.model_id}, task {card.task}",
         highlight=False,
@@ -111,6 +113,7 @@ def render_card(card: ControllerCard, console: Console, details: bool = False) -
         ):
             console.print(line, highlight=False, soft_wrap=True)
     console.print(metrics_table(card))
+    console.print(chance_sentence(card.name, card.metrics), highlight=False, soft_wrap=True)
     if card.tau_sweep.points:
         console.print(tau_table(card))
     for note in (card.metrics.note, card.tau_sweep.note, card.time_model if details else ""):
@@ -119,16 +122,16 @@ def render_card(card: ControllerCard, console: Console, details: bool = False) -
 
 
 def metrics_table(card: ControllerCard) -> Table:
-    """Held-out ROC-AUC, Brier score and log-loss with the test-set size."""
+    """Held-out ROC-AUC and Brier with their 95% intervals over questions, training AUC, log-loss."""
     from rich.table import Table
 
     m = card.metrics
-    table = Table(title="Held-out metrics")
-    for column in ("questions", "checkpoints", "enough", "ROC-AUC", "Brier", "log-loss"):
-        table.add_column(column, justify="right")
+    table = Table(title="Held-out metrics", caption="[95% bootstrap interval over held-out questions]")
+    for column in ("questions", "checkpoints", "enough", "ROC-AUC", "Brier", "train AUC", "log-loss"):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row(
-        str(m.questions), str(m.rows), str(m.positives), _num(m.roc_auc), _num(m.brier),
-        _num(m.log_loss),
+        str(m.questions), str(m.rows), str(m.positives), _interval(m.roc_auc, m.roc_auc_lo, m.roc_auc_hi),
+        _interval(m.brier, m.brier_lo, m.brier_hi), _num(m.train_roc_auc), _num(m.log_loss),
     )  # fmt: skip
     return table
 
@@ -161,7 +164,7 @@ def registry_table(cards: list[ControllerCard]) -> Table:
     """One line per controller."""
     from rich.table import Table
 
-    table = Table(title="Controllers")
+    table = Table(title="Controllers", caption="AUC: held-out ROC-AUC [95% interval over questions]")
     for column in ("name", "kind", "model", "task", "hidden", "AUC", "tau", "created"):
         table.add_column(column)
     for card in cards:
@@ -169,10 +172,17 @@ def registry_table(cards: list[ControllerCard]) -> Table:
         tau = "-" if card.recommended_tau is None else f"{card.recommended_tau:.1f}"
         table.add_row(
             card.name, card.kind, card.model_id, card.task, hidden,
-            _num(card.metrics.roc_auc), tau, card.created_at,
+            _interval(card.metrics.roc_auc, card.metrics.roc_auc_lo, card.metrics.roc_auc_hi), tau,
+            card.created_at,
         )  # fmt: skip
     return table
 
 
 def _num(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def _interval(value: float, lo: float, hi: float) -> str:
+    """A value and its interval, e.g. 0.612 [0.480, 0.740]; an undefined interval shows n/a."""
+    bounds = "n/a" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
+    return f"{_num(value)} {bounds}"

@@ -14,7 +14,11 @@ from typing import Any
 
 from dps_cli.errors import UserError
 
-CARD_SCHEMA_VERSION = "1.0"
+#: 1.1 added the held-out intervals and the training AUC to `HeldOutMetrics` (1.0 cards read
+#: with those fields as NaN, shown as n/a).
+CARD_SCHEMA_VERSION = "1.1"
+#: The AUC of a controller that ranks no better than a coin.
+CHANCE_AUC = 0.5
 
 TIME_MODEL = (
     "Replay time is approximate: along the replayed k path, each segment between two checkpoints "
@@ -27,7 +31,12 @@ TIME_MODEL = (
 
 @dataclass(frozen=True)
 class HeldOutMetrics:
-    """Classification quality on the held-out questions (label: the current k is enough)."""
+    """Classification quality on the held-out questions (label: the current k is enough).
+
+    ``*_lo``/``*_hi`` are 95% bootstrap intervals resampling held-out questions (see
+    `dps_cli.controllers.evidence`); ``train_roc_auc`` is the AUC on the training rows. All are
+    NaN when undefined or when the card predates them.
+    """
 
     roc_auc: float
     brier: float
@@ -36,6 +45,59 @@ class HeldOutMetrics:
     questions: int
     positives: int
     note: str = ""
+    roc_auc_lo: float = math.nan
+    roc_auc_hi: float = math.nan
+    brier_lo: float = math.nan
+    brier_hi: float = math.nan
+    train_roc_auc: float = math.nan
+
+    @property
+    def verdict(self) -> str:
+        """How the held-out AUC interval sits against 0.5: better, worse, chance or unknown.
+
+        "better"/"worse": the interval lies wholly above/below 0.5; "chance": it contains 0.5;
+        "unknown": there is no interval.
+        """
+        lo, hi = self.roc_auc_lo, self.roc_auc_hi
+        if math.isnan(lo) or math.isnan(hi):
+            return "unknown"
+        if lo > CHANCE_AUC:
+            return "better"
+        return "worse" if hi < CHANCE_AUC else "chance"
+
+    @property
+    def beats_chance(self) -> bool:
+        """Whether the held-out AUC interval lies wholly above 0.5."""
+        return self.verdict == "better"
+
+
+def chance_sentence(name: str, metrics: HeldOutMetrics) -> str:
+    """One plain sentence on whether the controller ``name`` ranks better than chance."""
+    auc = _fmt(metrics.roc_auc)
+    interval = f"[{_fmt(metrics.roc_auc_lo)}, {_fmt(metrics.roc_auc_hi)}]"
+    over = f"over {metrics.questions} held-out questions"
+    verdict = metrics.verdict
+    if verdict == "better":
+        return f"{name}: held-out ROC-AUC {auc} {interval} {over} lies above 0.5: it beats chance."
+    if verdict == "chance":
+        return (
+            f"{name}: held-out ROC-AUC {auc} {interval} {over} contains 0.5, so this controller "
+            "is no better than chance at this scale."
+        )
+    if verdict == "worse":
+        return (
+            f"{name}: held-out ROC-AUC {auc} {interval} {over} lies below 0.5, so this controller "
+            "is no better than chance at this scale (it ranks worse than a coin)."
+        )
+    return (
+        f"{name}: held-out ROC-AUC {auc} with no interval (n/a: too few held-out questions or "
+        "classes, or a card written before intervals), so there is no evidence that this "
+        "controller is better than chance."
+    )
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 @dataclass(frozen=True)
@@ -179,5 +241,8 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def _none_to_nan(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    floats = ("roc_auc", "brier", "log_loss")
+    floats = (
+        "roc_auc", "brier", "log_loss", "roc_auc_lo", "roc_auc_hi", "brier_lo", "brier_hi",
+        "train_roc_auc",
+    )  # fmt: skip
     return {k: (math.nan if k in floats and v is None else v) for k, v in metrics.items()}

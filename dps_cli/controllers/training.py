@@ -17,6 +17,7 @@ import numpy as np
 
 from dps_cli.controllers.base import FittedModel
 from dps_cli.controllers.card import HeldOutMetrics, TauSweep
+from dps_cli.controllers.evidence import with_evidence
 from dps_cli.controllers.features import CheckpointFeatures
 from dps_cli.controllers.kinds import CONTROLLER_KINDS
 from dps_cli.controllers.replay import tau_sweep
@@ -179,6 +180,7 @@ def fit_and_evaluate(
         logger.warning("every training label is '%s': saving a constant controller", only)
         constant = ConstantModel(float(train.labels[0]))
         metrics = held_out_metrics(test.labels, constant.predict_p_enough(test.features), len(split.test))
+        metrics = with_evidence(metrics, constant, train, test, settings.seed)
         sweep = tau_sweep(constant, frame.filter(pl.col("question_id").is_in(list(split.test))))
         return TrainingResult(model=constant, metrics=metrics, sweep=sweep, split=split)
     logger.info(
@@ -191,6 +193,7 @@ def fit_and_evaluate(
     )
     model = kind.fit(train, val, settings)
     metrics = held_out_metrics(test.labels, model.predict_p_enough(test.features), len(split.test))
+    metrics = with_evidence(metrics, model, train, test, settings.seed)
     sweep = tau_sweep(model, frame.filter(pl.col("question_id").is_in(list(split.test))))
     return TrainingResult(model=model, metrics=metrics, sweep=sweep, split=split)
 

@@ -67,7 +67,7 @@ def test_cards_are_listed_with_what_they_were_trained_on(trained) -> None:  # ty
     assert hq.feature_names[-2:] == ("hidden[0:16]", "question_embedding[0:16]")
     assert hq.training_data_sha256 == file_sha256(table)
     assert hq.training_runs == ("run-k2", "run-k4", "run-k6", "run-k8")
-    assert hq.seed == 1 and hq.model_id == "tiny-test-model" and hq.card_schema_version == "1.0"
+    assert hq.seed == 1 and hq.model_id == "tiny-test-model" and hq.card_schema_version == "1.1"
     assert hq.recommended_tau in {p.tau for p in hq.tau_sweep.points}
     assert sorted(p.name for p in (registry / "hq").iterdir()) == ["card.json", "model.pt"]
     assert sorted(p.name for p in (registry / "g").iterdir()) == ["card.json", "model.cbm"]
