@@ -41,6 +41,29 @@ def evaluate(
     judge_device: Annotated[
         str, typer.Option("--judge-device", help="Device of the --judge model.")
     ] = "auto",
+    vote: Annotated[
+        int | None,
+        typer.Option(
+            "--vote",
+            help="Also report maj@N and best-of-N (by the base model's mean log p) over the first "
+            "N seeds of each question of every run.",
+        ),
+    ] = None,
+    match: Annotated[
+        Path | None,
+        typer.Option(
+            "--match",
+            help="Pick N so that voting over the temperature/greedy runs costs the tokens per "
+            "question of this run (one of RUN).",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write accuracy against tokens per question as a PNG."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="Device that scores log p for --vote/--match/--plot.")
+    ] = "auto",
 ) -> None:
     """Grade runs and report accuracy [95% CI], time, k, tokens and acceptance per run.
 
@@ -52,14 +75,27 @@ def evaluate(
       dps evaluate runs/math500-k8 runs/math500-dps-gbdt
 
       dps evaluate runs/alpacaeval-power --judge smollm2-135m
+
+      dps evaluate runs/math500-k8 runs/math500-t025 --match runs/math500-k8 --plot acc.png
     """
     from dps_cli.pipeline.evaluate import evaluate_runs
-    from dps_cli.report.tables import comparison_table, evaluation_notes, evaluation_table
+    from dps_cli.report.tables import (
+        comparison_table,
+        evaluation_notes,
+        evaluation_table,
+        voting_notes,
+        voting_table,
+    )
 
     with Console(stderr=True).status("Grading and summarising runs..."):
         report = evaluate_runs(
-            runs, regrade=regrade, workers=workers, judge=judge, judge_device=judge_device
-        )
+            runs, regrade=regrade, workers=workers, judge=judge, judge_device=judge_device,
+            vote=vote, match=match, curves=plot is not None, device=device,
+        )  # fmt: skip
+    if plot is not None:
+        from dps_cli.report.plots import plot_accuracy_tokens
+
+        plot_accuracy_tokens(report, plot)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -68,5 +104,10 @@ def evaluate(
     table = comparison_table(report)
     if table is not None:
         out.print(table)
-    for note in evaluation_notes(report):
+    votes = voting_table(report)
+    if votes is not None:
+        out.print(votes)
+    for note in evaluation_notes(report) + voting_notes(report):
         out.print(note, highlight=False, soft_wrap=True)
+    if plot is not None:
+        out.print(f"Plot: {plot}", highlight=False, soft_wrap=True)

@@ -6,7 +6,9 @@ Definitions used in every report:
   with a 95% percentile-bootstrap interval that resamples questions (fixed seed: reproducible);
 * s/question — mean over samples of ``wall_time_s``: the seconds one question costs for one
   sample, comparable across runs with different numbers of seeds;
-* tokens/question — mean over samples of ``tokens_generated`` (rejected proposals included);
+* tokens/question — mean over samples of ``tokens_generated`` (rejected proposals included): one
+  sample answers a question, so a power chain counts all its proposals; voting baselines
+  (``--vote``, ``--match``; `dps_cli.report.voting`) count all N samples they use;
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
 * a comparison — over the questions both runs answered: Δaccuracy (run - baseline) with a paired
   bootstrap interval, and the time ratio run / baseline of s/question.
@@ -24,6 +26,7 @@ import numpy as np
 
 from dps_cli.pipeline.alpaca import ALPACA_TASK, AlpacaResult, judge_alpaca_run
 from dps_cli.pipeline.grading import ensure_grades, grade_run
+from dps_cli.pipeline.vote import VotingSection, voting_section
 from dps_cli.report.metrics import bootstrap_ci, paired_difference
 from dps_cli.runs.store import RunStore
 
@@ -96,28 +99,35 @@ class EvaluationReport:
 
     runs: list[RunSummary]
     comparisons: list[Comparison]
+    voting: VotingSection = VotingSection()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``--json``)."""
         return {
             "runs": [asdict(summary) for summary in self.runs],
             "comparisons": [asdict(comparison) for comparison in self.comparisons],
+            **asdict(self.voting),
         }
 
 
 def evaluate_runs(
     run_dirs: Sequence[Path], regrade: bool = False, workers: int | None = None,
-    judge: str | None = None, judge_device: str = "auto",
+    judge: str | None = None, judge_device: str = "auto", vote: int | None = None,
+    match: Path | None = None, curves: bool = False, device: str = "auto",
 ) -> EvaluationReport:
     """Grade (reusing valid grades unless ``regrade``), summarise and compare ``run_dirs``.
 
     ``judge`` (a model spec) also scores AlpacaEval runs offline with `dps_cli.pipeline.judge`.
+    ``vote``, ``match`` and ``curves`` add the voting baselines (`dps_cli.pipeline.vote`), whose
+    log p scoring loads the runs' model on ``device``.
     """
     labels = run_labels(run_dirs)
     summaries: list[RunSummary] = []
     frames: list[pl.DataFrame] = []
+    all_grades: list[pl.DataFrame] = []
     for run_dir, label in zip(run_dirs, labels, strict=True):
         grades = ensure_grades(run_dir, regrade=regrade, workers=workers)
+        all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
         if summary.task == ALPACA_TASK:
             alpaca = judge_alpaca_run(RunStore.open_existing(run_dir), label, rejudge=regrade)
@@ -134,7 +144,8 @@ def evaluate_runs(
         for summary, frame in zip(summaries[1:], frames[1:], strict=True)
         if (comparison := compare_runs(summaries[0].label, frames[0], summary.label, frame))
     ]
-    return EvaluationReport(runs=summaries, comparisons=comparisons)
+    voting = voting_section(run_dirs, summaries, all_grades, vote, match, curves, device)
+    return EvaluationReport(runs=summaries, comparisons=comparisons, voting=voting)
 
 
 def summarize_run(

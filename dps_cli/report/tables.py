@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from dps_cli.report.voting import MAJORITY, VoteResult
+
 if TYPE_CHECKING:
     from dps_cli.pipeline.evaluate import EvaluationReport, RunSummary
     from dps_cli.pipeline.passk import PasskReport
@@ -53,12 +55,13 @@ def comparison_table(report: EvaluationReport) -> Table | None:
     baseline = by_label[report.comparisons[0].baseline]
     table = Table(title=f"Against {baseline.label} (paired over shared questions)")
     table.add_column("method")
-    for name in ("accuracy", "time per question", "Δacc [95% CI]", "time ratio"):
+    for name in ("accuracy", "time per question", "tokens / question", "Δacc [95% CI]", "time ratio"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_row(
         baseline.method_label,
         _percent(baseline.accuracy),
         _seconds(baseline.seconds_per_question),
+        _fixed(baseline.tokens_per_question, 1),
         "baseline",
         "1.00×",
     )
@@ -73,10 +76,60 @@ def comparison_table(report: EvaluationReport) -> Table | None:
             run.method_label,
             _percent(run.accuracy),
             _seconds(run.seconds_per_question),
+            _fixed(run.tokens_per_question, 1),
             delta,
             ratio,
         )
     return table
+
+
+def voting_table(report: EvaluationReport) -> Table | None:
+    """maj@N and best-of-N rows (``--vote``) and the compute-matched baselines (``--match``)."""
+    voting = report.voting
+    if not voting.votes and not voting.matches:
+        return None
+    table = Table(title="Voting baselines (N samples per question)")
+    table.add_column("run")
+    table.add_column("method")
+    for name in ("N", "accuracy [95% CI]", "tokens / question", "s/question"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for votes in voting.votes:
+        for result in (votes.majority, votes.best):
+            table.add_row(votes.run, vote_label(result), str(result.n), vote_accuracy_cell(result),
+                          _fixed(result.tokens_per_question, 1), _fixed(result.seconds_per_question, 2))  # fmt: skip
+    for match in voting.matches:
+        for result in (match.majority, match.best):
+            table.add_row(match.source, f"{vote_label(result)} @ tokens of {match.target}", str(result.n),
+                          vote_accuracy_cell(result), _fixed(result.tokens_per_question, 1),
+                          _fixed(result.seconds_per_question, 2))  # fmt: skip
+    return table
+
+
+def voting_notes(report: EvaluationReport) -> list[str]:
+    """One sentence per ``--match``: which N it chose and the two token figures."""
+    notes = []
+    for match in report.voting.matches:
+        note = (
+            f"--match {match.target}: N = {match.n} samples of {match.source} "
+            f"({match.source_method_label}) cost {match.vote_tokens:.1f} tokens / question, "
+            f"the closest to {match.target}'s {match.target_tokens:.1f}."
+        )
+        if match.short_of_target:
+            note += f" That uses all {match.available_seeds} stored seeds; sample more to match fully."
+        notes.append(note)
+    return notes
+
+
+def vote_label(result: VoteResult) -> str:
+    """The row label: maj@N, or best-of-N ranked by the base model's mean log p."""
+    return f"maj@{result.n}" if result.method == MAJORITY else f"best-of-{result.n} (log p)"
+
+
+def vote_accuracy_cell(result: VoteResult) -> str:
+    """Accuracy with its interval, or n/a when nothing was gradable."""
+    if result.accuracy is None or result.accuracy_lo is None or result.accuracy_hi is None:
+        return NA
+    return f"{result.accuracy * 100:.1f}% [{result.accuracy_lo * 100:.1f}, {result.accuracy_hi * 100:.1f}]"
 
 
 def evaluation_notes(report: EvaluationReport) -> list[str]:
