@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import reference_power_chain  # noqa: E402
 
 from dps_cli.models.loading import load_model  # noqa: E402
-from dps_cli.sampling.engine import Engine  # noqa: E402
+from dps_cli.sampling.backend import make_backend  # noqa: E402
 from dps_cli.sampling.policies import FixedK  # noqa: E402
 from dps_cli.sampling.power import PowerSettings, power_chain  # noqa: E402
 from dps_cli.tasks import get_task  # noqa: E402
@@ -51,7 +51,7 @@ def run_engine(loaded, prompts, args, batch: int) -> dict[str, float]:  # type: 
     settings = PowerSettings(alpha=args.alpha, max_new_tokens=args.max_new_tokens, blocks=args.blocks,
                              eos_token_ids=loaded.eos_token_ids)
     results = []
-    engine = Engine(loaded.model, loaded.eos_token_ids, max_batch=batch)
+    engine = make_backend("hf", loaded.model, loaded.eos_token_ids, max_batch=batch)
     start = time.perf_counter()
     engine.run(((i, power_chain(p, settings, FixedK(args.k), np.random.default_rng(i)))
                 for i, p in enumerate(prompts)), lambda key, result: results.append(result))

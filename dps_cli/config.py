@@ -11,6 +11,7 @@ from typing import Any
 from dps_cli.errors import UserError
 
 METHODS = ("power", "dps", "temperature", "greedy")
+BACKENDS = ("auto", "hf", "vllm")  # sampling backends (dps_cli.sampling.backend)
 PAPER_ALPHA = 4.0
 PAPER_MAX_NEW_TOKENS = 3072
 PAPER_BLOCKS = 16
@@ -45,6 +46,7 @@ class SampleConfig:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | None = None
+    backend: str = "auto"  # auto | hf | vllm; the pipeline resolves auto before writing the manifest
     run_seed: int = 0
     flush_every: int = 16
     command: str = ""
@@ -80,6 +82,8 @@ class SampleConfig:
             raise UserError(f"--shard {index}/{count} is invalid.", "Use i/n with 0 <= i < n.")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size} must be at least 1.")
+        if self.backend not in BACKENDS:
+            raise UserError(f"Unknown backend {self.backend!r}.", f"Use one of: {', '.join(BACKENDS)}.")
         if self.flush_every < 1:
             raise UserError(f"--flush-every {self.flush_every} must be at least 1.")
         if self.hidden_layer is not None and self.hidden_layer < 0:
@@ -119,6 +123,7 @@ class SampleConfig:
             "controller": self.controller,
             "tau": self.tau,
             "run_seed": self.run_seed,
+            "backend": self.backend,
         }
 
 

@@ -36,6 +36,7 @@ def sample(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N] | mps.", rich_help_panel=RUN_PANEL)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bfloat16 on CUDA, float32 elsewhere) | float32 | bfloat16 | float16.", rich_help_panel=RUN_PANEL)] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Chains decoded together (default: 16 on CPU, 64 on CUDA).", rich_help_panel=RUN_PANEL)] = None,
+    backend: Annotated[str, typer.Option(help="Sampling backend: auto (vllm when installed and CUDA is present, else hf) | hf | vllm.", rich_help_panel=RUN_PANEL)] = "auto",
     flush_every: Annotated[int, typer.Option(help="Write a Parquet part every N finished samples (a crash loses at most the samples in flight).", rich_help_panel=RUN_PANEL)] = 16,
     run_seed: Annotated[int, typer.Option(help="Seed of the run; with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = 0,
     slurm_array: Annotated[Optional[int], typer.Option(help="Print the sbatch script for an N-task Slurm array running this command, and exit.", rich_help_panel=RUN_PANEL)] = None,
@@ -65,7 +66,7 @@ def sample(
         method=method, k=k, alpha=alpha, temperature=temperature, max_new_tokens=max_new_tokens,
         blocks=blocks, checkpoints=parse_checkpoints(checkpoints), hidden_layer=parse_hidden_layer(hidden_layer),
         controller=controller, tau=tau, registry=registry, seeds=parse_seeds(seeds), limit=limit, offset=offset,
-        shard=parse_shard(shard), data=data, device=device, dtype=dtype, batch_size=batch_size,
+        shard=parse_shard(shard), data=data, device=device, dtype=dtype, batch_size=batch_size, backend=backend,
         run_seed=run_seed, command=" ".join(["dps", *sys.argv[1:]]),
         flush_every=flush_every,
     )

@@ -8,7 +8,7 @@ import numpy as np
 
 from dps_cli.config import SampleConfig
 from dps_cli.models.loading import LoadedModel
-from dps_cli.sampling.engine import Engine
+from dps_cli.sampling.backend import Backend, make_backend
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 from dps_cli.sampling.results import CheckpointRecord
@@ -24,16 +24,17 @@ def batch_size(config: SampleConfig, device: str) -> int:
     return config.batch_size or AUTO_BATCH.get(device.split(":")[0], 16)
 
 
-def build_engine(config: SampleConfig, loaded: LoadedModel) -> Engine:
-    """An engine for this run, with a batched controller when the method is DPS."""
+def build_engine(config: SampleConfig, loaded: LoadedModel) -> Backend:
+    """The run's sampling backend (``config.backend``), with a batched controller for DPS."""
     if config.hidden_layer is not None and config.hidden_layer > loaded.num_layers:
         from dps_cli.errors import UserError
 
         raise UserError(f"--hidden-layer {config.hidden_layer} exceeds the model's {loaded.num_layers} layers.",
                         "Pick a smaller layer or 'none'.")
     decider = _controller_decider(config, loaded) if config.method == "dps" else None
-    return Engine(loaded.model, loaded.eos_token_ids, max_batch=batch_size(config, loaded.device),
-                  hidden_layer=config.hidden_layer, decider=decider)
+    return make_backend(config.backend, loaded.model, loaded.eos_token_ids,
+                        max_batch=batch_size(config, loaded.device), hidden_layer=config.hidden_layer,
+                        decider=decider)
 
 
 def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> Any:

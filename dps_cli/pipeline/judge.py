@@ -88,7 +88,7 @@ def judge_run(store: RunStore, judge: str, device: str = "auto", dtype: str = "a
     """Score the run's outputs (lowest seed per instruction) against the reference outputs."""
     from dps_cli.models.loading import load_model
     from dps_cli.pipeline.grading import load_run_questions
-    from dps_cli.sampling.engine import Engine
+    from dps_cli.sampling.backend import make_backend
 
     _, questions = load_run_questions(store)
     samples = (store.scan().select("question_id", "seed", "completion").sort("question_id", "seed")
@@ -106,7 +106,8 @@ def judge_run(store: RunStore, judge: str, device: str = "auto", dtype: str = "a
         ba = judge_prompt_ids(loaded.tokenizer, question.text, question.reference, completion)
         drivers.append((qid, _judge_item(ab, ba, letters)))
     wins: dict[str, float] = {}
-    Engine(loaded.model, loaded.eos_token_ids, max_batch=JUDGE_BATCH).run(drivers, wins.__setitem__)
+    # the judge only scores prompts (Prefill with score_tokens): the hf backend does that directly
+    make_backend("hf", loaded.model, loaded.eos_token_ids, max_batch=JUDGE_BATCH).run(drivers, wins.__setitem__)
     values = np.array([wins[qid] for qid, _ in items])
     mean, lo, hi = bootstrap_ci(values, rng=np.random.default_rng(0))
     return LocalJudgeResult(loaded.source.model_id, len(values), 100 * mean, 100 * lo, 100 * hi)

@@ -86,6 +86,7 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
 
     started = time.perf_counter()
     config = with_default_tau(config)
+    config = _resolved_backend(config)
     task = get_task(config.bench)
     questions = select_questions(task.load(config.data), config)
     store = RunStore(config.out)
@@ -129,7 +130,17 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
         engine.run(drivers(), on_done, on_step)
     finally:
         writer.flush()  # on success, Ctrl-C or error alike: keep every finished chain
+        engine.close()
     return SampleSummary(str(config.out), writer.written, state.skipped, total, time.perf_counter() - started)
+
+
+def _resolved_backend(config: SampleConfig) -> SampleConfig:
+    """Replace ``--backend auto`` by the backend that will run: it is part of the run's identity."""
+    from dataclasses import replace
+
+    from dps_cli.sampling.backend import resolve_backend
+
+    return replace(config, backend=resolve_backend(config.backend))
 
 
 def _plan(task: Task, tokenizer: Any, question: Question, seed: int) -> ChainPlan:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,28 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from dps_cli.sampling.backend import BackendStats, Decider, Driver
 from dps_cli.sampling.kvcache import BatchKV
 from dps_cli.sampling.requests import Completion, Decide, Prefill, PrefillResult, Request, Sequence
 from dps_cli.sampling.tokens import sample_step
 
 logger = logging.getLogger(__name__)
 
-Driver = Generator[Any, Any, Any]
-Decider = Callable[[list[Any]], np.ndarray]
 PREFILL_CACHE_SIZE = 8
-
-
-@dataclass
-class EngineStats:
-    """Running totals the progress display reads."""
-
-    steps: int = 0
-    tokens: int = 0
-    started_at: float = field(default_factory=time.perf_counter)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / max(time.perf_counter() - self.started_at, 1e-9)
+EngineStats = BackendStats  # the name callers used before the backend seam
 
 
 @dataclass
@@ -66,7 +52,13 @@ class _Row:
 
 
 class Engine:
-    """Runs driver generators to completion on one model and device."""
+    """The ``hf`` backend: runs driver generators to completion on one model and device.
+
+    A `Sequence` it makes holds its keys/values for ``tokens[:n]`` (n >= len - 1) in ``cache``
+    as one (L, 2, H, n, D) tensor, so any request can start from any position.
+    """
+
+    name = "hf"
 
     def __init__(self, model: Any, eos_token_ids: Seq[int], max_batch: int = 16,
                  hidden_layer: int | None = None, decider: Decider | None = None) -> None:
@@ -99,6 +91,9 @@ class Engine:
                 if on_step is not None:
                     on_step(self.stats)
         return self.stats
+
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the caller."""
 
     def forward(self, kv: BatchKV, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """One forward pass writing into ``kv``; returns the last position's logits (B, V)."""
@@ -188,7 +183,7 @@ class _Run:
         base = request.base
         if not base.prompt_len <= request.start <= len(base) or request.start < 1:
             raise ValueError(f"request start {request.start} outside [{base.prompt_len}, {len(base)}]")
-        if base.kv_tokens < request.start - 1:
+        if _cached_tokens(base) < request.start - 1:
             raise ValueError("request base has no cache for its prefix")
 
     def _place_requests(self) -> None:
@@ -234,7 +229,7 @@ class _Run:
             hidden = self.capture.last[0].float().mean(0).cpu().numpy()
         empty = np.zeros(0, dtype=np.float32)
         sequence = Sequence(np.asarray(item.prompt_ids, dtype=np.int64), len(item.prompt_ids),
-                            empty, empty, empty, empty, kv.extract_row(0))
+                            empty, empty, empty, empty, cache=kv.extract_row(0))
         result = PrefillResult(sequence, hidden, scores)
         self.prefills[key] = result
         if len(self.prefills) > PREFILL_CACHE_SIZE:
@@ -291,17 +286,23 @@ class _Run:
             logq_proposal=joined(base.logq_proposal, row.logq),
             entropy=joined(base.entropy, row.entropy),
             max_prob=joined(base.max_prob, row.max_prob),
-            kv=self.kv.extract_row(index),
+            cache=self.kv.extract_row(index),
         )
         hidden_mean = None if row.hidden_sum is None else (row.hidden_sum / len(row.tokens)).astype(np.float32)
         return Completion(sequence, len(row.tokens), hit_eos, hidden_mean)
 
 
+def _cached_tokens(sequence: Sequence) -> int:
+    cache = sequence.cache
+    return int(cache.shape[3]) if isinstance(cache, torch.Tensor) else 0
+
+
 def _prefix_kv(request: Request) -> torch.Tensor | None:
     """The cache of every token before the one the request feeds first (a view, no copy)."""
-    if request.start <= 1 or request.base.kv is None:
+    cache = request.base.cache
+    if request.start <= 1 or not isinstance(cache, torch.Tensor):
         return None
-    return request.base.kv[:, :, :, : request.start - 1]
+    return cache[:, :, :, : request.start - 1]
 
 
 def _new_row(chain: _Chain, request: Request) -> _Row:

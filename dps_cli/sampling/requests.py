@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
 class Sequence:
     """Prompt plus generated tokens, with per-token statistics of the generated part.
 
-    ``kv`` caches keys/values for ``tokens[:kv_tokens]`` as (L, 2, H, n, D); the engine keeps
-    ``kv_tokens >= len(tokens) - 1`` so any request can start from any position.
+    ``cache`` is an opaque handle owned by the backend that produced the sequence (the ``hf``
+    backend keeps the sequence's keys/values there; ``vllm`` keeps nothing, its prefix cache is
+    global). Drivers never read it. ``logq_bound`` bounds, per token, how far ``logq_proposal`` may
+    lie above the true log q when a backend computes q's normalizer from the top-K
+    probabilities only (None: exact).
     """
 
     tokens: np.ndarray  # (T,) int64
@@ -29,7 +31,8 @@ class Sequence:
     logq_proposal: np.ndarray  # (T - prompt_len,) float32
     entropy: np.ndarray  # (T - prompt_len,) float32, entropy of p at each position
     max_prob: np.ndarray  # (T - prompt_len,) float32, max_v p(v | prefix)
-    kv: torch.Tensor | None
+    cache: Any = None
+    logq_bound: np.ndarray | None = None  # (T - prompt_len,) float32, >= 0
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -38,9 +41,9 @@ class Sequence:
     def generated(self) -> np.ndarray:
         return self.tokens[self.prompt_len:]
 
-    @property
-    def kv_tokens(self) -> int:
-        return 0 if self.kv is None else int(self.kv.shape[3])
+    def max_suffix_logq_bound(self) -> float:
+        """The largest summed log q bound over any suffix (all terms are >= 0: the whole one)."""
+        return 0.0 if self.logq_bound is None else float(np.sum(self.logq_bound, dtype=np.float64))
 
 
 @dataclass(frozen=True)
