@@ -43,6 +43,11 @@ class Profile:
     slurm_shards: int = 1
     sbatch: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    #: Seeds of the held-out temperature run: enough samples for majority voting to reach the
+    #: tokens per question of fixed k (empty: ``seeds``).
+    vote_seeds: tuple[int, ...] = ()
+    #: Share of the training questions each controller holds out for its metrics and tau sweep.
+    controller_test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.train_questions < 3 or self.test_questions < 1:
@@ -57,11 +62,18 @@ class Profile:
             )
         if self.ladder[-1] != self.baseline_k:
             raise UserError(f"Profile {self.name!r}: the ladder must end at k={self.baseline_k}.")
+        if not 0.0 < self.controller_test_fraction < 1.0:
+            raise UserError(f"Profile {self.name!r}: controller_test_fraction must lie in (0, 1).")
 
     @property
     def temperature(self) -> float:
         """The low-temperature baseline samples at 1/alpha, the proposal temperature."""
         return 1.0 / self.alpha
+
+    @property
+    def temperature_seeds(self) -> tuple[int, ...]:
+        """Seeds of the held-out temperature run (the voting baselines' samples)."""
+        return self.vote_seeds or self.seeds
 
     @property
     def test_offset(self) -> int:
@@ -98,6 +110,43 @@ CPU = Profile(
     mlp_epochs=100,
     train_threads=2,
     description="embedded SmolLM2-135M on 2 CPU cores, 48 new tokens, 10-20 minutes",
+    # a k=8 chain costs ~528 tokens, a plain sample at most 48: majority voting needs ~11
+    # samples to spend as much; 16 leave room for samples that stop early (~8k tokens, ~2 min)
+    vote_seeds=tuple(range(16)),
+)
+
+# Sized so that a controller's held-out ROC-AUC interval (grouped bootstrap over questions,
+# `dps_cli.controllers.evidence`) is narrow enough to decide whether it beats chance: a 95%
+# half-width of about 0.1. Why this size: the rows of one question are correlated, so the unit
+# is the question. For an AUC near 0.6 the Hanley-McNeil variance, counted in questions, is
+# about 0.069 / n_neg + 0.09 / n_pos, where n_neg (n_pos) are held-out questions carrying a
+# "not enough" ("enough") label; a half-width of 0.1 (SE 0.051) needs n_neg >= ~30 with
+# n_pos ~80. A question carries a "not enough" label only when some seed is right at k=8 and
+# wrong at a lower k; with SmolLM2 on arith (~20% accuracy) that is ~10% of (question, seed)
+# pairs, so ~35-40% of questions with 4 seeds. Hence all 200 arith questions: 160 train the
+# controllers, of which each holds out half (80 questions, ~30 with "not enough"), and 40 give
+# the table; 4 seeds. Cost: ~12x the tokens of `cpu` (160 x 4 chains per k instead of 16 x 2,
+# plus 40 x 4 held-out), i.e. about 1.5-2.5 hours on 2 idle cores.
+CPU_LARGE = Profile(
+    name="cpu-large",
+    model="smollm2-135m",
+    alpha=4.0,
+    max_new_tokens=48,
+    blocks=4,
+    checkpoints=(1, 2, 3),
+    hidden_layer=11,
+    seeds=(0, 1, 2, 3),
+    train_questions=160,
+    test_questions=40,
+    batch_size=32,
+    gbdt_iterations=300,
+    mlp_epochs=100,
+    train_threads=2,
+    sbatch={"cpus-per-task": "2", "mem": "8G"},
+    description="embedded SmolLM2-135M, all 200 arith questions x 4 seeds: decides whether the "
+    "controllers beat chance; 1.5-2.5 hours on 2 CPU cores",
+    vote_seeds=tuple(range(16)),
+    controller_test_fraction=0.5,
 )
 
 # The paper's setting (DPS paper / Karan & Du 2025): Qwen2.5-Math-7B on MATH500, alpha 4,
@@ -120,9 +169,11 @@ PAPER = Profile(
     slurm_shards=8,
     sbatch={"gres": "gpu:1", "cpus-per-task": "8", "mem": "64G", "time": "24:00:00"},
     description="Qwen2.5-Math-7B, paper settings, GPU",
+    # a k=8 chain costs ~3072 x (1 + 8 x 17/4) ~ 107k tokens, a plain sample at most 3072: ~35
+    vote_seeds=tuple(range(48)),
 )
 
-PROFILES: dict[str, Profile] = {profile.name: profile for profile in (CPU, PAPER)}
+PROFILES: dict[str, Profile] = {profile.name: profile for profile in (CPU, CPU_LARGE, PAPER)}
 
 
 def get_profile(name: str) -> Profile:

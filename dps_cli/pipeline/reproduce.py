@@ -151,6 +151,7 @@ def test_configs(options: ReproduceOptions, taus: dict[str, float | None]) -> li
     temperature = base_config(
         options, runs["test-temperature"], "temperature", test=True,
         temperature=options.profile.temperature, hidden_layer=None,
+        seeds=options.profile.temperature_seeds,  # enough samples for the compute-matched vote
     )  # fmt: skip
     return [fixed, *dps, temperature]
 
@@ -241,7 +242,8 @@ def ensure_controller(
             return
     profile = options.profile
     settings = TrainSettings(gbdt_iterations=profile.gbdt_iterations, mlp_epochs=profile.mlp_epochs,
-                             thread_count=profile.train_threads)  # fmt: skip
+                             thread_count=profile.train_threads,
+                             test_fraction=profile.controller_test_fraction)  # fmt: skip
     logger.info("training controller %s (%s)", name, kind)
     report = train_controller(kind, options.table_path, name, registry_dir=options.registry_dir,
                               force=True, settings=settings)  # fmt: skip

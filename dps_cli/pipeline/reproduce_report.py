@@ -2,7 +2,12 @@
 
 Reads only what the earlier stages stored (run directories, the reproduction's controller
 registry, ``timings.json``), so it runs the same in-process or as the last Slurm job. Writes
-``<reports>/reproduce.md``, ``<reports>/passk.png`` and ``<reports>/tau_sweep.png``.
+``<reports>/reproduce.md``, ``<reports>/passk.png``, ``<reports>/tau_sweep.png`` and
+``<reports>/accuracy_tokens.png``.
+
+The table adds the compute-matched voting baselines (`dps_cli.pipeline.vote`: the temperature
+run's first N seeds, N chosen so their tokens / question are closest to fixed k's) and marks the
+DPS rows whose controller's held-out AUC interval does not lie above 0.5.
 """
 
 from __future__ import annotations
@@ -12,17 +17,28 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dps_cli.pipeline.profiles import CONTROLLER_KINDS
-from dps_cli.report.reproduce import ReproduceReport, ResultRow, plot_tau_sweep, write_markdown
+from dps_cli.report.reproduce import (
+    BEST_OF_ROW,
+    CHANCE_MARK,
+    MAJORITY_ROW,
+    ReproduceReport,
+    ResultRow,
+    plot_tau_sweep,
+    write_markdown,
+)
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.evaluate import RunSummary
+    from dps_cli.controllers.card import ControllerCard
+    from dps_cli.pipeline.evaluate import EvaluationReport, RunSummary
     from dps_cli.pipeline.reproduce import ReproduceOptions
+    from dps_cli.pipeline.vote import Match
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "reproduce.md"
 PASSK_NAME = "passk.png"
 TAU_NAME = "tau_sweep.png"
+TOKENS_NAME = "accuracy_tokens.png"
 EMBEDDED_ALIAS = "smollm2-135m"
 TASK_WORDS = {"arith": "a toy integer-arithmetic task", "math500": "MATH500"}
 
@@ -32,22 +48,27 @@ def build_report(options: ReproduceOptions, stage_seconds: Mapping[str, float]) 
     from dps_cli.controllers.artifacts import controller_dir, read_card
     from dps_cli.pipeline.evaluate import evaluate_runs
     from dps_cli.pipeline.passk import passk_table
-    from dps_cli.pipeline.reproduce import controller_name, test_runs
-    from dps_cli.report.plots import plot_passk
+    from dps_cli.pipeline.reproduce import METHOD_NAMES, controller_name, test_runs
+    from dps_cli.report.plots import plot_accuracy_tokens, plot_passk
 
     runs = test_runs(options)
-    evaluation = evaluate_runs([path for _, path in runs])
-    rows = [
-        _row(method, summary) for (method, _), summary in zip(runs, evaluation.runs, strict=True)
-    ]
-    reports = options.reports_dir
-    reports.mkdir(parents=True, exist_ok=True)
-    plot_passk(passk_table([path for _, path in runs]), reports / PASSK_NAME)
+    evaluation = evaluate_runs([path for _, path in runs], match=runs[0][1], curves=True,
+                               device=options.device)  # fmt: skip
     cards = [
         read_card(controller_dir(controller_name(options.task, kind), options.registry_dir))
         for kind in CONTROLLER_KINDS
     ]
+    by_method = {METHOD_NAMES[kind]: card for kind, card in zip(CONTROLLER_KINDS, cards, strict=True)}
+    rows = [
+        _row(method, summary, by_method.get(method))
+        for (method, _), summary in zip(runs, evaluation.runs, strict=True)
+    ] + matched_rows(evaluation, runs[0][0])
+    reports = options.reports_dir
+    reports.mkdir(parents=True, exist_ok=True)
+    plot_passk(passk_table([path for _, path in runs]), reports / PASSK_NAME)
     plot_tau_sweep(cards, reports / TAU_NAME)
+    plot_accuracy_tokens(evaluation, reports / TOKENS_NAME,
+                         title=f"{options.task}, {evaluation.runs[0].model}: accuracy against tokens")  # fmt: skip
     profile = options.profile
     report = ReproduceReport(
         model=evaluation.runs[0].model or options.model_id,
@@ -72,6 +93,7 @@ def build_report(options: ReproduceOptions, stage_seconds: Mapping[str, float]) 
         passk_png=PASSK_NAME,
         tau_png=TAU_NAME,
         run_dirs=[str(path) for _, path in runs],
+        tokens_png=TOKENS_NAME,
     )
     path = write_markdown(report, reports / REPORT_NAME)
     logger.info("wrote %s, %s and %s", path, reports / PASSK_NAME, reports / TAU_NAME)
@@ -102,7 +124,37 @@ def scale_note(options: ReproduceOptions) -> str:
     )
 
 
-def _row(method: str, summary: RunSummary) -> ResultRow:
+def matched_rows(evaluation: EvaluationReport, target_method: str) -> list[ResultRow]:
+    """The rows of majority vote and best-of-N at the matched N (none without a match)."""
+    if not evaluation.voting.matches:
+        return []
+    match = evaluation.voting.matches[0]
+    note = matched_note(match, target_method)
+    return [
+        ResultRow(method=name, run=match.source, accuracy=result.accuracy,
+                  accuracy_lo=result.accuracy_lo, accuracy_hi=result.accuracy_hi,
+                  seconds_per_question=result.seconds_per_question, mean_k=None,
+                  tokens_per_question=result.tokens_per_question, note=note)
+        for name, result in ((MAJORITY_ROW, match.majority), (BEST_OF_ROW, match.best))
+    ]  # fmt: skip
+
+
+def matched_note(match: Match, target_method: str) -> str:
+    """Which N was matched and the two token figures."""
+    note = (
+        f"Matched tokens: N = {match.n} samples of {match.source} ({match.source_method_label}) "
+        f"cost {match.vote_tokens:.1f} tokens / question, the closest to {target_method}'s "
+        f"{match.target_tokens:.1f}."
+    )
+    if match.short_of_target:
+        note += f" (All {match.available_seeds} stored seeds used: the vote spends fewer tokens.)"
+    return note
+
+
+def _row(method: str, summary: RunSummary, card: ControllerCard | None = None) -> ResultRow:
+    from dps_cli.controllers.card import chance_sentence
+
+    marked = card is not None and not card.metrics.beats_chance
     return ResultRow(
         method=method,
         run=summary.label,
@@ -111,4 +163,7 @@ def _row(method: str, summary: RunSummary) -> ResultRow:
         accuracy_hi=summary.accuracy_hi,
         seconds_per_question=summary.seconds_per_question,
         mean_k=summary.mean_final_k,
+        tokens_per_question=summary.tokens_per_question,
+        mark=CHANCE_MARK if marked else "",
+        note=f"{CHANCE_MARK} {chance_sentence(card.name, card.metrics)}" if card is not None and marked else "",
     )

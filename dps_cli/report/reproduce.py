@@ -8,11 +8,13 @@ the markdown says plainly which model, task and scale produced ours.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dps_cli.controllers.card import chance_sentence
 from dps_cli.runs.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 
 NA = "n/a"
 DPI = 150
+#: Marks a DPS row whose controller is no better than chance at this scale.
+CHANCE_MARK = "†"
+MAJORITY_ROW = "Majority vote @ matched tokens"
+BEST_OF_ROW = "Best-of-N @ matched tokens"
 #: The DPS paper's MATH500 results with Qwen2.5-Math-7B: method -> (accuracy %, s / question).
 PAPER_MATH500: Mapping[str, tuple[float, float]] = {
     "Fixed k=8": (69.7, 263.2),
@@ -29,11 +35,16 @@ PAPER_MATH500: Mapping[str, tuple[float, float]] = {
     "DPS-MLP-H": (69.7, 104.2),
     "DPS-MLP-HQ": (70.7, 87.8),
 }
+EVIDENCE_COLUMNS = (
+    "Controller", "held-out questions", "checkpoints", "ROC-AUC [95% CI]", "Brier [95% CI]",
+    "train AUC", "vs chance",
+)  # fmt: skip
 TABLE_COLUMNS = (
     "Method",
     "Accuracy (%)",
     "95% CI",
     "Time (s / question)",
+    "tokens / question",
     "mean k",
     "Paper accuracy (%)",
     "Paper time (s / question)",
@@ -51,6 +62,9 @@ class ResultRow:
     accuracy_hi: float | None
     seconds_per_question: float | None
     mean_k: float | None
+    tokens_per_question: float | None = None
+    mark: str = ""  # CHANCE_MARK for a DPS row whose controller does not beat chance
+    note: str = ""  # printed under the table (why the row is marked, which N was matched)
 
     @property
     def paper(self) -> tuple[float, float] | None:
@@ -66,10 +80,11 @@ class ResultRow:
             else NA
         )
         return (
-            self.method,
+            f"{self.method} {self.mark}" if self.mark else self.method,
             _fixed(None if self.accuracy is None else self.accuracy * 100, 1),
             interval,
             _fixed(self.seconds_per_question, 2),
+            _fixed(self.tokens_per_question, 1),
             _fixed(self.mean_k, 2),
             NA if paper is None else f"{paper[0]:.1f}",
             NA if paper is None else f"{paper[1]:.1f}",
@@ -94,13 +109,24 @@ class ReproduceReport:
     passk_png: str
     tau_png: str
     run_dirs: Sequence[str] = field(default_factory=tuple)
+    tokens_png: str = ""
+
+
+def table_notes(rows: Sequence[ResultRow]) -> list[str]:
+    """The rows' notes, each once, in row order: why a row is marked, which N was matched."""
+    notes: list[str] = []
+    for row in rows:
+        if row.note and row.note not in notes:
+            notes.append(row.note)
+    return notes
 
 
 def results_table(rows: Sequence[ResultRow], title: str = "Held-out results") -> Table:
     """The paper-style table for the terminal."""
     from rich.table import Table
 
-    table = Table(title=title)
+    notes = table_notes(rows)
+    table = Table(title=title, caption="\n".join(notes) if notes else None, caption_justify="left")
     for i, name in enumerate(TABLE_COLUMNS):
         if i == 0:
             table.add_column(name, no_wrap=True, min_width=10)
@@ -151,11 +177,32 @@ def render_markdown(report: ReproduceReport) -> str:
         "## Held-out results",
         (
             "Accuracy is the mean over questions of the mean correctness over seeds (95% bootstrap "
-            "interval over questions); time is wall seconds per question per sample; mean k is the "
-            "final number of MH proposals per block. The paper columns are the DPS paper's MATH500 "
-            "numbers with Qwen2.5-Math-7B."
+            "interval over questions); time is wall seconds per question per sample; tokens / "
+            "question counts every generated token of what answers a question (a power chain's "
+            "rejected proposals included); mean k is the final number of MH proposals per block. "
+            f"The rows \"{MAJORITY_ROW}\" and \"{BEST_OF_ROW}\" spend about the tokens of the "
+            "fixed-k baseline on N plain samples at temperature 1/alpha: the most frequent "
+            "answer (ties: the higher mean log p) and the sample with the highest mean per-token "
+            "log p under the base model; their time and tokens sum the N samples. The paper "
+            "columns are the DPS paper's MATH500 numbers with Qwen2.5-Math-7B."
         ),
         markdown_table(TABLE_COLUMNS, [row.cells() for row in report.rows]),
+        *table_notes(report.rows),
+        *(
+            ["## Accuracy against tokens per question",
+             "Each run is a point; majority vote and best-of-N over the temperature run's first N "
+             "seeds are curves over N (error bars: 95% intervals over questions).",
+             f"![accuracy against tokens]({report.tokens_png})"]
+            if report.tokens_png else []
+        ),  # fmt: skip
+        "## Controllers' evidence",
+        (
+            "Held-out ROC-AUC and Brier score of each controller on its own held-out training "
+            "questions, with 95% bootstrap intervals that resample questions (a question's rows "
+            "are correlated), next to the AUC on its training rows."
+        ),
+        markdown_table(EVIDENCE_COLUMNS, [evidence_cells(card) for card in report.cards]),
+        *[chance_sentence(card.name, card.metrics) for card in report.cards],
         "## pass@k on the held-out runs",
         f"![pass@k]({report.passk_png})",
         "## Tau sweep of each controller",
@@ -209,6 +256,24 @@ def plot_tau_sweep(cards: Sequence[ControllerCard], path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def evidence_cells(card: ControllerCard) -> tuple[str, ...]:
+    """One controller's held-out metrics with intervals, as `EVIDENCE_COLUMNS` cells."""
+    m = card.metrics
+    return (
+        card.name, str(m.questions), str(m.rows), _interval(m.roc_auc, m.roc_auc_lo, m.roc_auc_hi),
+        _interval(m.brier, m.brier_lo, m.brier_hi), _float(m.train_roc_auc), m.verdict,
+    )  # fmt: skip
+
+
+def _interval(value: float, lo: float, hi: float) -> str:
+    bounds = NA if math.isnan(lo) or math.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
+    return f"{_float(value)} {bounds}"
+
+
+def _float(value: float) -> str:
+    return NA if math.isnan(value) else f"{value:.3f}"
 
 
 def _md_row(cells: Sequence[str]) -> str:

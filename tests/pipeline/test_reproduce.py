@@ -39,7 +39,7 @@ def tiny_profile(model: Path) -> Profile:
     return replace(
         CPU, name="tiny", model=str(model), max_new_tokens=16, blocks=4, checkpoints=(1, 2, 3),
         hidden_layer=1, seeds=(0, 1), train_questions=6, test_questions=4, batch_size=16,
-        gbdt_iterations=30, mlp_epochs=5, train_threads=1,
+        gbdt_iterations=30, mlp_epochs=5, train_threads=1, vote_seeds=(),
     )  # fmt: skip
 
 
@@ -141,10 +141,14 @@ def test_reproduce_end_to_end_resumes_and_reports(
     )
     assert "6 for training" in report and "4 held out" in report
     assert "not from the paper's setting" in report
-    assert "| Method | Accuracy (%) | 95% CI | Time (s / question) | mean k |" in report
+    assert "| Method | Accuracy (%) | 95% CI | Time (s / question) | tokens / question | mean k |" in report
     for method in METHODS:
-        assert f"| {method} |" in report
-    assert "| DPS-GBDT |" in report and "| 68.7 | 73.2 |" in report and "| 69.7 | 263.2 |" in report
+        assert f"| {method} |" in report or f"| {method} † |" in report
+    for row in ("Majority vote @ matched tokens", "Best-of-N @ matched tokens"):
+        assert f"| {row} |" in report
+    assert "Matched tokens: N = " in report and "## Controllers' evidence" in report
+    assert (options.reports_dir / "accuracy_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "DPS-GBDT" in report and "| 68.7 | 73.2 |" in report and "| 69.7 | 263.2 |" in report
     assert "![pass@k](passk.png)" in report and "![tau sweep](tau_sweep.png)" in report
     assert "### arith-mlp-hq (mlp-hq), recommended tau" in report
     for png in ("passk.png", "tau_sweep.png"):
