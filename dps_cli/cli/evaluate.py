@@ -31,6 +31,14 @@ def evaluate(
             "--workers", min=1, help="Grading processes, for tasks that grade in parallel."
         ),
     ] = None,
+    unsafe_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-sandbox",
+            help="Grade HumanEval where bubblewrap cannot start, with only resource limits and "
+            "a Python-level guard: generated code can then reach your files and network.",
+        ),
+    ] = False,
     judge: Annotated[
         str | None,
         typer.Option(
@@ -91,6 +99,7 @@ def evaluate(
         report = evaluate_runs(
             runs, regrade=regrade, workers=workers, judge=judge, judge_device=judge_device,
             vote=vote, match=match, curves=plot is not None, device=device,
+            unsafe_sandbox=unsafe_sandbox,
         )  # fmt: skip
     if plot is not None:
         from dps_cli.report.plots import plot_accuracy_tokens

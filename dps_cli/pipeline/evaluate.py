@@ -114,19 +114,23 @@ def evaluate_runs(
     run_dirs: Sequence[Path], regrade: bool = False, workers: int | None = None,
     judge: str | None = None, judge_device: str = "auto", vote: int | None = None,
     match: Path | None = None, curves: bool = False, device: str = "auto",
+    unsafe_sandbox: bool = False,
 ) -> EvaluationReport:
     """Grade (reusing valid grades unless ``regrade``), summarise and compare ``run_dirs``.
 
     ``judge`` (a model spec) also scores AlpacaEval runs offline with `dps_cli.pipeline.judge`.
     ``vote``, ``match`` and ``curves`` add the voting baselines (`dps_cli.pipeline.vote`), whose
-    log p scoring loads the runs' model on ``device``.
+    log p scoring loads the runs' model on ``device``. ``unsafe_sandbox`` grades HumanEval
+    without the operating system's sandbox where it cannot start (`dps_cli.tasks.grading.sandbox`).
     """
     labels = run_labels(run_dirs)
     summaries: list[RunSummary] = []
     frames: list[pl.DataFrame] = []
     all_grades: list[pl.DataFrame] = []
     for run_dir, label in zip(run_dirs, labels, strict=True):
-        grades = ensure_grades(run_dir, regrade=regrade, workers=workers)
+        grades = ensure_grades(
+            run_dir, regrade=regrade, workers=workers, unsafe_sandbox=unsafe_sandbox
+        )
         all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
         if summary.task == ALPACA_TASK:

@@ -72,18 +72,24 @@ def samples_fingerprint(store: RunStore, samples: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def grade_run(run_dir: Path, workers: int | None = None) -> pl.DataFrame:
+def grade_run(
+    run_dir: Path, workers: int | None = None, unsafe_sandbox: bool = False
+) -> pl.DataFrame:
     """Grade every sample of the run at ``run_dir``, write grades.parquet and return it.
 
     Columns: run_id, question_id, seed, answer (null: none found), correct (null: the task
     needs an external judge), grade_detail. ``workers`` reaches tasks whose ``grade_many``
     accepts a ``workers`` keyword; other tasks grade with their own parallelism.
+    ``unsafe_sandbox`` lets tasks that run generated code (HumanEval) grade without the
+    operating system's sandbox where it cannot start.
     """
     store = RunStore.open_existing(Path(run_dir))
-    return _grade_store(store, read_samples_for_grading(store), workers)
+    return _grade_store(store, read_samples_for_grading(store), workers, unsafe_sandbox)
 
 
-def ensure_grades(run_dir: Path, regrade: bool = False, workers: int | None = None) -> pl.DataFrame:
+def ensure_grades(
+    run_dir: Path, regrade: bool = False, workers: int | None = None, unsafe_sandbox: bool = False
+) -> pl.DataFrame:
     """The run's grades: the stored ones if they judged exactly the current samples, else fresh."""
     store = RunStore.open_existing(Path(run_dir))
     samples = read_samples_for_grading(store)
@@ -92,10 +98,12 @@ def ensure_grades(run_dir: Path, regrade: bool = False, workers: int | None = No
         if stored is not None:
             logger.info("Reusing grades in %s", store.grades_path)
             return stored
-    return _grade_store(store, samples, workers)
+    return _grade_store(store, samples, workers, unsafe_sandbox)
 
 
-def _grade_store(store: RunStore, samples: pl.DataFrame, workers: int | None) -> pl.DataFrame:
+def _grade_store(
+    store: RunStore, samples: pl.DataFrame, workers: int | None, unsafe_sandbox: bool = False
+) -> pl.DataFrame:
     """Grade ``samples`` of ``store`` with its task and write the grades file."""
     import polars as pl
 
@@ -108,7 +116,7 @@ def _grade_store(store: RunStore, samples: pl.DataFrame, workers: int | None) ->
         ).iter_rows()
     ]
     logger.info("Grading %d samples of %s with task %s", len(items), store.root, task.name)
-    grades = _call_grade_many(task, items, workers)
+    grades = _call_grade_many(task, items, workers, unsafe_sandbox)
     if len(grades) != len(items):
         raise RuntimeError(f"task {task.name} returned {len(grades)} grades for {len(items)} items")
     frame = pl.DataFrame(
@@ -145,11 +153,19 @@ def _call_grade_many(
     task: Task,
     items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
     workers: int | None,
+    unsafe_sandbox: bool = False,
 ) -> list[Grade]:
-    """``task.grade_many(items)``, passing ``workers`` only to tasks that take it."""
-    if workers is not None and "workers" in inspect.signature(task.grade_many).parameters:
-        grade_many_with_workers: Any = task.grade_many
-        return list(grade_many_with_workers(items, workers=workers))
-    if workers is not None:
+    """``task.grade_many(items)``, passing ``workers`` and ``unsafe_sandbox`` only to tasks that
+    take them."""
+    parameters = inspect.signature(task.grade_many).parameters
+    options: dict[str, Any] = {}
+    if unsafe_sandbox and "unsafe_sandbox" in parameters:
+        options["unsafe_sandbox"] = True
+    if workers is not None and "workers" in parameters:
+        options["workers"] = workers
+    elif workers is not None:
         logger.debug("Task %s chooses its own grading parallelism; ignoring workers", task.name)
+    if options:
+        grade_many_with_options: Any = task.grade_many
+        return list(grade_many_with_options(items, **options))
     return list(task.grade_many(items))

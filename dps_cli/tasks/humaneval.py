@@ -70,9 +70,15 @@ class HumanEvalTask:
         self,
         items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
         workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Run every program against its tests, ``workers`` at a time (default: one per core);
-        ``detail`` is the run status."""
+        ``detail`` is the run status.
+
+        Each program runs isolated by bubblewrap (`dps_cli.tasks.grading.sandbox`); where that
+        cannot start, this raises `UserError` unless ``unsafe_sandbox`` accepts the weaker
+        in-process guard.
+        """
         from dps_cli.tasks.grading.code import run_many
 
         programs = [self.extract_answer(c, q, order) or "" for q, c, order in items]
@@ -80,7 +86,7 @@ class HumanEvalTask:
             (program, q.extra["test"], q.extra["entry_point"])
             for program, (q, _, _) in zip(programs, items, strict=True)
         ]
-        results = run_many(cases, timeout_s=TEST_TIMEOUT_S, workers=workers)
+        results = run_many(cases, timeout_s=TEST_TIMEOUT_S, workers=workers, unsafe=unsafe_sandbox)
         return [
             Grade(answer=program, correct=result.passed, detail=result.status)
             for program, result in zip(programs, results, strict=True)

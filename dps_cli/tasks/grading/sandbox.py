@@ -1,19 +1,35 @@
-"""Run untrusted generated code against its tests in a resource-limited subprocess (HumanEval).
+"""Run untrusted generated code against its tests, isolated by the operating system (HumanEval).
 
-Each program runs in a fresh ``python -I`` process (the current interpreter) in its own temporary
-working directory, in a new session whose whole process group is SIGKILLed on timeout. The child
-sets its own limits before the program starts: address space, file size (which also caps its
-captured output), CPU time, process count and no core dumps. The limits are set by the runner at
-the top of the child rather than in ``preexec_fn``, which CPython documents as unsafe when the
-parent has threads (`run_many` drives each subprocess from a thread). A "reliability guard" then
-replaces the dangerous parts of the standard library (fork, exec, spawn, subprocess, kill, file
-removal and renaming, sockets) with functions that raise PermissionError. This stops accidents,
-not a determined attacker (ctypes can still reach libc); ``RLIMIT_NPROC`` adds a real fork limit
-for non-root users but root is exempt from it.
+**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`) with a
+read-only view of the system directories and of the Python installation, a private 64 MiB tmpfs
+as its only writable directory, an empty environment, no network (its own network namespace),
+its own pid namespace (neither the grader nor the host's processes are visible, and every process
+it starts dies with the sandbox), no capabilities and ``--die-with-parent``. Inside, each process
+also has resource limits (address space, file size, which caps its output too, CPU time, no core
+dumps; ``RLIMIT_NPROC`` only for non-root users) and a Python-level guard that makes fork, exec,
+kill, file removal and sockets raise PermissionError, so honest mistakes fail early. On timeout
+the whole sandbox is killed. Where bubblewrap cannot start, grading refuses with a `UserError`
+unless the caller passes ``unsafe=True`` (``dps evaluate --unsafe-sandbox``): then the same
+runner runs as a plain subprocess with only the limits and the guard, which stop accidents, not a
+program that means harm (ctypes reaches libc; the program can read and write what the grading user
+can, connect to the network, leave processes behind and read the grader's memory).
 
-A pass is never inferred from the exit code alone: after ``check(entry_point)`` returns, the
-runner writes a random nonce and the verdict to a private pipe, so a program that calls
-``sys.exit(0)`` or ``os._exit(0)`` before the tests run grades as an error.
+**The verdict.** The program and the tests run in two processes (`sandbox_runner`). The judge
+process, pid 1 of the sandbox and made non-dumpable, runs the benchmark's ``check`` and calls the
+program's functions in the candidate process through a pair of pipes; only plain data comes back
+(None, bool, int, float, complex, str, bytes and lists, tuples, dicts and sets of them), rebuilt by
+the judge as exact built-in types. The judge alone holds the marker pipe and the nonce: the
+candidate is forked before the nonce is read and closes the marker before any program code runs.
+A pass is the judge's line ``<nonce> passed`` on that pipe and exit code 0, so exiting early,
+killing the judge, writing to the pipes or walking the stack finds nothing to forge with; and
+since the judge compares plain values, an object whose ``__eq__`` always returns True (the
+classic forgery of HumanEval-style checks, which run the tests in the program's process) compares
+as its plain value or fails to cross. What remains trusted: the tests' own use of the program's
+other top-level functions (HumanEval/32's ``poly``, /38's ``encode_cyclic``) runs the program's
+definitions, as in any HumanEval harness, so a program can redefine such a helper; and a value
+the program returns is compared as plain data, so a program cannot pass with a generator where
+the test wanted a list. With ``unsafe=True`` the candidate runs as the grading user outside any
+sandbox and can read the grader's memory, so none of this holds there.
 """
 
 from __future__ import annotations
@@ -23,7 +39,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,84 +46,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dps_cli.errors import UserError
+from dps_cli.tasks.grading import bubblewrap
+from dps_cli.tasks.grading.sandbox_runner import encode
+
 ExecStatus = Literal["passed", "failed", "timeout", "error"]
 
-#: Address-space limit of the child (bytes); far above what HumanEval needs, low enough to bound it.
+#: Address-space limit of each process (bytes); far above what HumanEval needs, low enough to bound it.
 MEMORY_LIMIT_BYTES = 2 * 1024**3
-#: Largest file the child may write, its stdout and stderr included (bytes).
+#: Largest file a process may write, its stdout and stderr included (bytes).
 FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 #: How much of the end of the child's stderr is kept as the result's detail (characters).
 DETAIL_CHARS = 2000
 _READ_CAP_BYTES = 64 * 1024
-
-# The child's main program. argv: marker fd, memory bytes, file-size bytes, CPU seconds.
-# stdin: the nonce on the first line, then the source to run.
-_RUNNER = r"""
-import sys
-
-
-def _limit():
-    import resource
-    memory, fsize, cpu = (int(arg) for arg in sys.argv[2:5])
-    for name, soft, hard in (
-        ("RLIMIT_AS", memory, memory), ("RLIMIT_FSIZE", fsize, fsize),
-        ("RLIMIT_CPU", cpu, cpu + 1), ("RLIMIT_NPROC", 1, 1), ("RLIMIT_CORE", 0, 0),
-    ):
-        if hasattr(resource, name):
-            resource.setrlimit(getattr(resource, name), (soft, hard))
-
-
-def _guard():
-    import _socket, faulthandler, os, posix, shutil, socket, subprocess
-    faulthandler.disable()
-    def blocked(name):
-        def refuse(*args, **kwargs):
-            raise PermissionError(name + " is disabled in the sandbox")
-        return refuse
-    process = ("fork forkpty system popen kill killpg execv execve execl execle execlp execlpe "
-               "execvp execvpe spawnl spawnle spawnlp spawnlpe spawnv spawnve spawnvp spawnvpe "
-               "posix_spawn posix_spawnp setsid setpgid setpgrp setuid setgid seteuid setegid "
-               "setreuid setregid setresuid setresgid chroot")
-    files = ("remove unlink rmdir removedirs rename renames replace truncate ftruncate "
-             "chmod fchmod lchmod chown fchown lchown link symlink mkfifo mknod")
-    table = ((os, process + " " + files), (posix, process + " " + files),
-             (shutil, "rmtree move chown"),
-             (subprocess, "Popen run call check_call check_output getoutput getstatusoutput"),
-             (socket, "socket socketpair create_connection create_server fromfd"),
-             (_socket, "socket socketpair"))
-    for module, names in table:
-        for name in names.split():
-            if hasattr(module, name):
-                setattr(module, name, blocked(module.__name__ + "." + name))
-    import _posixsubprocess
-    _posixsubprocess.fork_exec = blocked("fork_exec")
-
-
-def _main():
-    import linecache, os, traceback
-    write, exit_now, marker_fd = os.write, os._exit, int(sys.argv[1])
-    nonce, _, source = sys.stdin.read().partition("\n")
-    linecache.cache["<program>"] = (len(source), None, source.splitlines(True), "<program>")
-    _limit()
-    _guard()
-    try:
-        exec(compile(source, "<program>", "exec"), {"__name__": "__main__"})
-    except AssertionError:
-        verdict = "failed AssertionError"
-        traceback.print_exc()
-    except BaseException as exc:
-        verdict = "error " + type(exc).__name__
-        traceback.print_exc()
-    else:
-        verdict = "passed"
-    for stream in (sys.__stdout__, sys.__stderr__):
-        stream.flush()
-    write(marker_fd, (nonce + " " + verdict + "\n").encode())
-    exit_now(0 if verdict == "passed" else 1)
-
-
-_main()
-"""
+_RUNNER_SOURCE = Path(__file__).with_name("sandbox_runner.py")
 
 
 @dataclass(frozen=True)
@@ -116,10 +67,10 @@ class ExecResult:
     """The outcome of one program run against its tests.
 
     Attributes:
-        passed: True only when ``check(entry_point)`` returned and the process exited cleanly.
+        passed: True only when the judge process saw ``check(entry_point)`` return.
         status: "passed"; "failed" (a test assertion failed); "timeout" (wall-clock or CPU limit);
             "error" (any other exception, a syntax error, an early exit, a limit-breaking kill).
-        detail: why it did not pass: the end of the child's stderr (its traceback) or a message.
+        detail: why it did not pass: the end of the sandbox's stderr (tracebacks) or a message.
 
     """
 
@@ -128,20 +79,82 @@ class ExecResult:
     detail: str
 
 
-def run_tests(program: str, test: str, entry_point: str, timeout_s: float = 10.0) -> ExecResult:
-    """Run ``program + test + check(entry_point)`` in a sandboxed subprocess and grade it.
+def sandbox_prefix(unsafe: bool = False) -> list[str]:
+    """The command that starts the runner's interpreter: ``bwrap ... python`` or, with
+    ``unsafe``, the bare interpreter.
+
+    Raises:
+        UserError: bubblewrap cannot start here and ``unsafe`` is False.
+
+    """
+    interpreter = bubblewrap.sandbox_interpreter()
+    if unsafe:
+        return [interpreter]
+    reason = bubblewrap.unavailable_reason()
+    bwrap = bubblewrap.find_bwrap()
+    if reason is not None or bwrap is None:
+        raise UserError(
+            f"HumanEval programs cannot be isolated because {reason}; pass --unsafe-sandbox to "
+            "`dps evaluate` to grade them with the weaker in-process guard instead."
+        )
+    return bubblewrap.bwrap_command(bwrap, interpreter) + [interpreter]
+
+
+def run_tests(
+    program: str, test: str, entry_point: str, timeout_s: float = 10.0, *, unsafe: bool = False
+) -> ExecResult:
+    """Run ``check(entry_point)`` of ``test`` against ``program`` in the sandbox and grade it.
 
     Args:
         program: the candidate code (usually prompt plus completion, see `code.extract_program`).
         test: the benchmark's test code, defining ``check(candidate)``.
         entry_point: the name of the function under test.
         timeout_s: wall-clock limit; the CPU-time limit is this rounded up plus one second.
+        unsafe: run without bubblewrap, with only the resource limits and the Python guard.
+
+    Raises:
+        UserError: bubblewrap cannot start here and ``unsafe`` is False.
 
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s={timeout_s} must be positive")
-    source = f"{program}\n{test}\ncheck({entry_point})\n"
+    return _run(sandbox_prefix(unsafe), (program, test, entry_point), timeout_s, unsafe)
+
+
+def run_many(
+    cases: Sequence[tuple[str, str, str]],
+    timeout_s: float = 10.0,
+    workers: int | None = None,
+    *,
+    unsafe: bool = False,
+) -> list[ExecResult]:
+    """Run ``(program, test, entry_point)`` cases in parallel; results keep the input order.
+
+    Each worker thread drives one sandbox at a time; ``workers`` defaults to the number of
+    CPUs this process may use. Raises `UserError` as `run_tests` does, before running any.
+    """
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1")
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s={timeout_s} must be positive")
+    if not cases:
+        return []
+    prefix = sandbox_prefix(unsafe)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dps-sandbox") as pool:
+        return list(pool.map(lambda case: _run(prefix, case, timeout_s, unsafe), cases))
+
+
+def _run(
+    prefix: list[str], case: tuple[str, str, str], timeout_s: float, unsafe: bool
+) -> ExecResult:
+    """Start the runner under ``prefix``, feed it ``(program, test, entry_point)``, wait, and
+    read its verdict."""
+    program, test, entry_point = case
     nonce = secrets.token_hex(16)
+    job = encode({"nonce": nonce, "program": program, "test": test, "entry_point": entry_point})
     cpu_s = math.ceil(timeout_s) + 1
     with tempfile.TemporaryDirectory(prefix="dps-sandbox-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp, "work")
@@ -150,7 +163,7 @@ def run_tests(program: str, test: str, entry_point: str, timeout_s: float = 10.0
         read_fd, write_fd = os.pipe()
         try:
             with open(Path(tmp, "stdout"), "wb") as out, open(err_path, "wb") as err:
-                command = [sys.executable, "-I", "-c", _RUNNER, str(write_fd)]
+                command = prefix + ["-I", "-S", "-c", _RUNNER_SOURCE.read_text(), str(write_fd)]
                 command += [str(MEMORY_LIMIT_BYTES), str(FILE_SIZE_LIMIT_BYTES), str(cpu_s)]
                 process = subprocess.Popen(
                     command,
@@ -158,13 +171,13 @@ def run_tests(program: str, test: str, entry_point: str, timeout_s: float = 10.0
                     stdout=out,
                     stderr=err,
                     cwd=work,
-                    env=_child_env(work),
+                    env=bubblewrap.environment(str(work)) if unsafe else {},
                     start_new_session=True,
                     pass_fds=(write_fd,),
                 )
             os.close(write_fd)
             write_fd = -1
-            timed_out = _wait(process, f"{nonce}\n{source}", timeout_s)
+            timed_out = _wait(process, job, timeout_s)
             marker = _read_available(read_fd)
         finally:
             os.close(read_fd)
@@ -174,35 +187,10 @@ def run_tests(program: str, test: str, entry_point: str, timeout_s: float = 10.0
     return _verdict(process.returncode, timed_out, marker, nonce, stderr_tail, timeout_s)
 
 
-def run_many(
-    cases: Sequence[tuple[str, str, str]], timeout_s: float = 10.0, workers: int | None = None
-) -> list[ExecResult]:
-    """Run ``(program, test, entry_point)`` cases in parallel; results keep the input order.
-
-    Each worker thread drives one subprocess at a time; ``workers`` defaults to the number of
-    CPUs this process may use.
-    """
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be at least 1")
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dps-sandbox") as pool:
-        return list(pool.map(lambda case: run_tests(case[0], case[1], case[2], timeout_s), cases))
-
-
-def _child_env(work: Path) -> dict[str, str]:
-    """Return a minimal environment: nothing leaks in from the parent; one thread for BLAS."""
-    env = {"PATH": os.defpath, "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = "1"
-    return env
-
-
-def _wait(process: subprocess.Popen[bytes], stdin_text: str, timeout_s: float) -> bool:
+def _wait(process: subprocess.Popen[bytes], job: bytes, timeout_s: float) -> bool:
     """Feed stdin and wait; kill the whole process group in any case. Returns True on timeout."""
     try:
-        process.communicate(stdin_text.encode(), timeout=timeout_s)
+        process.communicate(job, timeout=timeout_s)
         return False
     except subprocess.TimeoutExpired:
         return True
@@ -234,20 +222,25 @@ def _read_tail(path: Path) -> str:
 def _verdict(
     returncode: int, timed_out: bool, marker: str, nonce: str, stderr_tail: str, timeout_s: float
 ) -> ExecResult:
-    """Turn the exit code, the marker and stderr into an `ExecResult`."""
+    """Turn the exit code, the judge's marker line and stderr into an `ExecResult`."""
     if timed_out:
         return ExecResult(False, "timeout", f"timed out after {timeout_s:g} s")
-    if returncode == -signal.SIGXCPU:
-        return ExecResult(False, "timeout", "exceeded its CPU-time limit")
     lines = [line for line in marker.splitlines() if line.startswith(nonce + " ")]
     verdict = lines[-1][len(nonce) + 1 :] if lines else ""
     if verdict == "passed" and returncode == 0:
         return ExecResult(True, "passed", "")
+    # The judge killed for CPU time: directly (-SIGXCPU) or as reported by bwrap (128 + SIGXCPU).
+    if verdict == "timeout" or (
+        not verdict and returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+    ):
+        return ExecResult(False, "timeout", "exceeded its CPU-time limit")
     if verdict.startswith("failed"):
         return ExecResult(False, "failed", stderr_tail)
     if verdict.startswith("error"):
         return ExecResult(False, "error", f"raised {verdict[6:]}\n{stderr_tail}")
-    if returncode < 0:
+    if verdict.startswith("died "):
+        how = verdict[5:]
+    elif returncode < 0:
         how = f"killed by {signal.Signals(-returncode).name}"
     else:
         how = f"exited with code {returncode}"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dps_cli.tasks.grading import bubblewrap
 from dps_cli.tasks.grading.code import extract_program
 from dps_cli.tasks.grading.sandbox import ExecResult, run_many, run_tests
 
@@ -16,6 +17,36 @@ PROMPT = 'from typing import List\n\n\ndef double(xs: List[int]) -> List[int]:\n
 TEST = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
 CORRECT = "def double(xs):\n    return [2 * x for x in xs]\n"
 WRONG = "def double(xs):\n    return xs\n"
+# The classic forgery of in-process HumanEval checks: an answer equal to everything. Only plain
+# data reaches the judge, so the object cannot cross, and the list subclass arrives as [].
+EQ_ALWAYS = "class Anything:\n    __eq__ = lambda self, other: True\n"
+EQ_ALWAYS_OBJECT = EQ_ALWAYS + "def double(xs):\n    return Anything()\n"
+EQ_ALWAYS_LIST = (
+    "class Anything(list):\n    __eq__ = lambda self, other: True\n"
+    "def double(xs):\n    return Anything()\n"
+)
+
+
+def unsafe_sandbox_needed() -> bool:
+    """True where bubblewrap cannot start here, so only the unsafe sandbox can run programs."""
+    return bubblewrap.unavailable_reason() is not None
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            False,
+            id="bwrap",
+            marks=pytest.mark.skipif(
+                unsafe_sandbox_needed(), reason=f"bubblewrap: {bubblewrap.unavailable_reason()}"
+            ),
+        ),
+        pytest.param(True, id="unsafe"),
+    ]
+)
+def unsafe(request: pytest.FixtureRequest) -> bool:
+    """Each sandbox test runs in both modes: bubblewrap (where it starts) and --unsafe-sandbox."""
+    return bool(request.param)
 
 
 def test_fenced_block_defining_the_entry_point_follows_the_prompt() -> None:
@@ -50,10 +81,10 @@ def test_raw_continuation_is_cut_at_stop_sequences(stop: str) -> None:
     assert extract_program(completion, PROMPT, "double") == PROMPT + body
 
 
-def test_extracted_programs_pass_and_fail_as_expected() -> None:
+def test_extracted_programs_pass_and_fail_as_expected(unsafe: bool) -> None:
     good = extract_program(f"```python\n{CORRECT}```", PROMPT, "double")
     bad = extract_program("    return xs\n", PROMPT, "double")
-    results = run_many([(good, TEST, "double"), (bad, TEST, "double")], timeout_s=3)
+    results = run_many([(good, TEST, "double"), (bad, TEST, "double")], timeout_s=3, unsafe=unsafe)
     assert [result.status for result in results] == ["passed", "failed"]
     assert results[0] == ExecResult(True, "passed", "")
     assert "AssertionError" in results[1].detail
@@ -73,28 +104,73 @@ ADVERSARIAL = [
     ("raw socket", "import _socket\n_socket.socket()\n" + CORRECT, {"error"}),
     ("syntax error", "def double(xs) return xs\n", {"error"}),
     ("reads stdin", "input()\n" + CORRECT, {"error"}),
+    ("always-equal object", EQ_ALWAYS_OBJECT, {"error"}),
+    ("always-equal list", EQ_ALWAYS_LIST, {"failed"}),
+    ("generator for a list", "def double(xs):\n    return (2 * x for x in xs)\n", {"error"}),
 ]
 
 
 @pytest.mark.parametrize(
     ("name", "program", "statuses"), ADVERSARIAL, ids=[case[0] for case in ADVERSARIAL]
 )
-def test_adversarial_programs_never_pass(name: str, program: str, statuses: set[str]) -> None:
+def test_adversarial_programs_never_pass(
+    name: str, program: str, statuses: set[str], unsafe: bool
+) -> None:
     start = time.monotonic()
-    result = run_tests(program, TEST, "double", timeout_s=2)
+    result = run_tests(program, TEST, "double", timeout_s=2, unsafe=unsafe)
     assert not result.passed, name
     assert result.status in statuses, (name, result)
     assert time.monotonic() - start < 6.0, name
 
 
-def test_early_exit_detail_names_the_cause() -> None:
-    result = run_tests("import os\nos._exit(0)\n", TEST, "double", timeout_s=2)
+def test_early_exit_detail_names_the_cause(unsafe: bool) -> None:
+    result = run_tests("import os\nos._exit(0)\n", TEST, "double", timeout_s=2, unsafe=unsafe)
     assert result.detail.startswith("exited with code 0 before its tests finished")
-    result = run_tests("import sys\nsys.exit(0)\n", TEST, "double", timeout_s=2)
+    result = run_tests("import sys\nsys.exit(0)\n", TEST, "double", timeout_s=2, unsafe=unsafe)
     assert result.detail.startswith("raised SystemExit")
 
 
-def test_destructive_program_cannot_delete_anything(tmp_path: Path) -> None:
+def test_plain_data_of_any_shape_reaches_the_tests(unsafe: bool) -> None:
+    test = (
+        "import math\n"
+        "def check(candidate):\n"
+        "    assert candidate(3) == {'n': (3, 3.5, 3j, b'3', None, True), 's': {3}, 'f': frozenset()}\n"
+        "    assert math.isnan(candidate(-1)) and candidate(-2) == float('inf')\n"
+        "    assert candidate(10**5000) == 10**5000 and candidate(0) == Counter('aab')\n"
+        "    assert HELPER == [1, 2] and helper(4) == 5 and json.dumps(1) == '1'\n"
+    )
+    program = (
+        "import json\nfrom collections import Counter\nHELPER = [1, 2]\n"
+        "def helper(x):\n    return x + 1\n"
+        "def f(n):\n"
+        "    if n == -1: return float('nan')\n"
+        "    if n == -2: return float('inf')\n"
+        "    if n == 0: return Counter('aab')\n"
+        "    if n > 10: return n\n"
+        "    return {'n': (n, n + 0.5, n * 1j, str(n).encode(), None, True), 's': {n}, 'f': frozenset()}\n"
+    )
+    result = run_tests(program, test, "f", timeout_s=5, unsafe=unsafe)
+    assert result.passed, result.detail
+
+
+def test_exceptions_from_the_program_reach_the_tests(unsafe: bool) -> None:
+    test = (
+        "def check(candidate):\n"
+        "    try:\n"
+        "        candidate(0)\n"
+        "    except ZeroDivisionError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError('no exception')\n"
+        "    assert candidate(2) == 0.5\n"
+    )
+    result = run_tests("def f(x):\n    return 1 / x\n", test, "f", timeout_s=3, unsafe=unsafe)
+    assert result.passed, result.detail
+    result = run_tests("def f(x):\n    raise KeyError(x)\n", test, "f", timeout_s=3, unsafe=unsafe)
+    assert result.status == "error" and result.detail.startswith("raised KeyError")
+
+
+def test_destructive_program_cannot_delete_anything(tmp_path: Path, unsafe: bool) -> None:
     keep = tmp_path / "keep.txt"
     keep.write_text("still here")
     attacks = [
@@ -103,31 +179,37 @@ def test_destructive_program_cannot_delete_anything(tmp_path: Path) -> None:
         f"import pathlib\npathlib.Path({str(keep)!r}).unlink()\n",
         f"import shutil\nshutil.rmtree({str(tmp_path)!r})\n",
     ]
-    results = run_many([(attack + CORRECT, TEST, "double") for attack in attacks], timeout_s=3)
+    cases = [(attack + CORRECT, TEST, "double") for attack in attacks]
+    results = run_many(cases, timeout_s=3, unsafe=unsafe)
     assert [result.status for result in results] == ["error"] * len(attacks)
-    assert all("PermissionError" in result.detail for result in results)
+    # The guard refuses; inside bubblewrap the host path is not even there.
+    refusals = ("PermissionError",) if unsafe else ("PermissionError", "FileNotFoundError")
+    assert all(any(word in result.detail for word in refusals) for result in results)
     assert keep.read_text() == "still here"
 
 
-def test_working_directory_is_fresh_and_removed_afterwards() -> None:
+def test_working_directory_is_fresh_and_private(unsafe: bool) -> None:
     program = "import os\nassert not os.listdir('.'), 'not empty'\nassert False, os.getcwd()\n"
-    result = run_tests(program, TEST, "double", timeout_s=3)
+    result = run_tests(program, TEST, "double", timeout_s=3, unsafe=unsafe)
     assert result.status == "failed"
     cwd = result.detail.strip().splitlines()[-1].removeprefix("AssertionError: ")
-    assert Path(cwd).name == "work" and not Path(cwd).exists()
+    if unsafe:
+        assert Path(cwd).name == "work" and not Path(cwd).exists()
+    else:
+        assert cwd == "/tmp"  # the sandbox's own tmpfs, not the host's /tmp
 
 
-def test_parent_environment_does_not_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parent_environment_does_not_leak(monkeypatch: pytest.MonkeyPatch, unsafe: bool) -> None:
     monkeypatch.setenv("DPS_SECRET_FOR_TEST", "1")
     program = "import os\nassert 'DPS_SECRET_FOR_TEST' not in os.environ\n" + CORRECT
-    assert run_tests(program, TEST, "double", timeout_s=3).passed
+    assert run_tests(program, TEST, "double", timeout_s=3, unsafe=unsafe).passed
 
 
-def test_run_many_keeps_order_and_runs_in_parallel() -> None:
+def test_run_many_keeps_order_and_runs_in_parallel(unsafe: bool) -> None:
     slow = "import time\ntime.sleep(1)\n" + CORRECT
     cases = [(slow, TEST, "double"), (WRONG, TEST, "double")] * 2
     start = time.monotonic()
-    results = run_many(cases, timeout_s=3, workers=4)
+    results = run_many(cases, timeout_s=3, workers=4, unsafe=unsafe)
     assert [result.status for result in results] == ["passed", "failed"] * 2
     assert time.monotonic() - start < 3.0
     assert run_many([], timeout_s=3) == []
@@ -148,6 +230,7 @@ def _humaneval_path() -> Path | None:
 
 @pytest.mark.skipif(_humaneval_path() is None, reason="DPS_DATA_DIR does not hold humaneval.jsonl")
 def test_humaneval_canonical_solutions_pass_and_empty_completions_fail() -> None:
+    """In the strongest sandbox this machine has: bubblewrap, else the unsafe one."""
     path = _humaneval_path()
     assert path is not None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -166,7 +249,7 @@ def test_humaneval_canonical_solutions_pass_and_empty_completions_fail() -> None
         (extract_program("", row["prompt"], row["entry_point"]), row["test"], row["entry_point"])
         for row in rows
     ]
-    results = run_many(canonical + empty)
+    results = run_many(canonical + empty, unsafe=unsafe_sandbox_needed())
     failing = [
         row["task_id"] for row, result in zip(rows, results[:164], strict=True) if not result.passed
     ]
