@@ -143,9 +143,8 @@ def check_same_task(summaries: Sequence[RunSummary]) -> None:
         )
 
 
-def check_seeds(label: str, per_question: Mapping[str, Sequence[Sample]], n: int) -> None:
-    """``--vote n`` needs n seeds of every question."""
-    have = min_seeds(per_question)
+def check_seeds(label: str, have: int, n: int) -> None:
+    """``--vote n`` needs n seeds of every question; ``have`` is the fewest any question has."""
     if n > have:
         raise UserError(
             f"--vote {n} needs {n} seeds of every question, but run {label} stores only {have} for some question.",
@@ -155,7 +154,7 @@ def check_seeds(label: str, per_question: Mapping[str, Sequence[Sample]], n: int
 
 def run_votes(label: str, method_label: str, per_question: Mapping[str, Sequence[Sample]], n: int) -> RunVotes:
     """maj@n and best-of-n of one run (``--vote n``)."""
-    check_seeds(label, per_question, n)
+    check_seeds(label, min_seeds(per_question), n)
     majority, best = vote_results(per_question, n)
     return RunVotes(run=label, method_label=method_label, n=n, majority=majority, best=best)
 
@@ -230,7 +229,8 @@ def voting_section(
     for run_dir, summary, run_grades in zip(run_dirs, summaries, grades, strict=True):
         if summary.label in wanted:
             if vote is not None:  # check before scoring: a bad --vote fails fast
-                check_seeds(summary.label, run_samples(run_dir, summary.task, run_grades, None), vote)
+                have = run_grades.group_by("question_id").len()["len"].min()
+                check_seeds(summary.label, int(have) if have is not None else 0, vote)  # type: ignore[arg-type]
             logp = ensure_logp(run_dir, device)
             samples[summary.label] = run_samples(run_dir, summary.task, run_grades, logp)
     votes = tuple(
