@@ -109,6 +109,21 @@ ADVERSARIAL = [
     ("generator for a list", "def double(xs):\n    return (2 * x for x in xs)\n", {"error"}),
 ]
 
+# Tests that a program could pass in one shared namespace (the reference harness): a builtin the
+# test uses, redefined; a StopIteration that ends the iteration calling the candidate.
+FORGERIES = [
+    (
+        "def abs(x):\n    return 0\ndef half(x):\n    return 7\n",
+        "def check(candidate):\n    assert abs(candidate(3) - 1.5) < 1e-6\n",
+        {"failed"},
+    ),
+    (
+        "def half(x):\n    raise StopIteration\n",
+        "def check(candidate):\n    assert all(map(lambda x: candidate(x) == x / 2, [1, 2]))\n",
+        {"error"},
+    ),
+]
+
 
 @pytest.mark.parametrize(
     ("name", "program", "statuses"), ADVERSARIAL, ids=[case[0] for case in ADVERSARIAL]
@@ -121,6 +136,14 @@ def test_adversarial_programs_never_pass(
     assert not result.passed, name
     assert result.status in statuses, (name, result)
     assert time.monotonic() - start < 6.0, name
+
+
+@pytest.mark.parametrize(("program", "test", "statuses"), FORGERIES, ids=["builtin", "stop"])
+def test_forgeries_of_a_shared_namespace_fail(
+    program: str, test: str, statuses: set[str], unsafe: bool
+) -> None:
+    result = run_tests(program, test, "half", timeout_s=3, unsafe=unsafe)
+    assert result.status in statuses, result
 
 
 def test_early_exit_detail_names_the_cause(unsafe: bool) -> None:

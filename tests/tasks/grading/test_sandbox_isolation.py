@@ -50,7 +50,8 @@ def test_writes_outside_the_private_directory_do_not_reach_the_host(tmp_path: Pa
     existing.write_text("original")
     created = tmp_path / "created.txt"
     beside_tests = Path(__file__).with_name("written_by_sandboxed_program.txt")
-    targets = [existing, created, beside_tests, Path("/usr/dps-sandbox-test"), Path("/dps-test")]
+    unique = f"dps-sandbox-test-{os.getpid()}"
+    targets = [existing, created, beside_tests, Path("/usr", unique), Path("/", unique)]
     attack = (
         "import os\nwritten = []\n"
         f"for path in {[str(t) for t in targets] + ['/dev/shm/x', '/proc/x']!r}:\n"
@@ -72,8 +73,9 @@ def test_writes_outside_the_private_directory_do_not_reach_the_host(tmp_path: Pa
         # Only copies of the host paths inside the sandbox's own tmpfs (/tmp) were writable.
         assert all(path.startswith(str(tmp_path)) for path in ast.literal_eval(reported(detail)))
         assert existing.read_text() == "original" and not created.exists()
-    finally:
-        beside_tests.unlink(missing_ok=True)
+    finally:  # only a broken sandbox leaves these
+        for path in targets[2:]:
+            path.unlink(missing_ok=True)
 
 
 def test_host_secrets_and_the_parents_environment_stay_out_of_reach(
