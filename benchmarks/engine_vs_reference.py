@@ -1,7 +1,9 @@
-"""Proposal tokens/s of the dps engine against the reference algorithm, same model and settings.
+"""Proposal tokens/s of the dps backends against the reference algorithm, same model and settings.
 
-Prints one JSON line with both rates, their ratio, wall time per chain and peak RSS, then one JSON
-line with the engine's tokens/s at several chain counts. Run with ``make bench``.
+Prints one JSON line with the reference's rate and, side by side, each backend's rate (``hf`` and,
+when vLLM is installed, ``vllm``), their ratios to the reference, wall time per chain and peak RSS;
+then one JSON line per backend with its tokens/s at several chain counts. Run with ``make bench``
+(which uses the vLLM environment of ``make test-vllm`` so both backends run in one process).
 
 Settings (issue #2): embedded SmolLM2-135M, 16 chains = 8 MATH500 questions x 2 seeds, alpha 4,
 max-new-tokens 192, blocks 4, k 4. The reference runs one chain at a time, so its rate is measured
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import reference_power_chain  # noqa: E402
 
 from dps_cli.models.loading import load_model  # noqa: E402
-from dps_cli.sampling.backend import make_backend  # noqa: E402
+from dps_cli.sampling.backend import make_backend, vllm_available  # noqa: E402
 from dps_cli.sampling.policies import FixedK  # noqa: E402
 from dps_cli.sampling.power import PowerSettings, power_chain  # noqa: E402
 from dps_cli.tasks import get_task  # noqa: E402
@@ -47,11 +49,15 @@ def chain_prompts(loaded, bench: str, questions: int, seeds: int) -> list[tuple[
     return prompts
 
 
-def run_engine(loaded, prompts, args, batch: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run_engine(loaded, prompts, args, batch: int, backend=None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Run every prompt as one power chain; ``backend`` (a started vllm backend) or the hf one."""
     settings = PowerSettings(alpha=args.alpha, max_new_tokens=args.max_new_tokens, blocks=args.blocks,
                              eos_token_ids=loaded.eos_token_ids)
     results = []
-    engine = make_backend("hf", loaded.model, loaded.eos_token_ids, max_batch=batch)
+    if backend is None:
+        engine = make_backend("hf", loaded.model, loaded.eos_token_ids, max_batch=batch)
+    else:
+        engine = backend.rebind(eos_token_ids=loaded.eos_token_ids, max_batch=batch)
     start = time.perf_counter()
     engine.run(((i, power_chain(p, settings, FixedK(args.k), np.random.default_rng(i)))
                 for i, p in enumerate(prompts)), lambda key, result: results.append(result))
@@ -85,36 +91,52 @@ def main() -> None:
     parser.add_argument("--scaling-max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--backends", default="hf,vllm" if vllm_available() else "hf",
+                        help="backends to measure side by side (default: hf, and vllm when installed)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
     loaded = load_model(args.model, args.device, args.dtype)
     prompts = chain_prompts(loaded, args.bench, args.questions, args.seeds)
+    scale_counts = [int(c) for c in args.scaling.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     reference = run_reference(loaded, prompts[: args.reference_chains], args)
-    rss_reference = peak_rss_mb()
-    engine = run_engine(loaded, prompts, args, batch=len(prompts))
-    print(json.dumps({
+    line = {
         "benchmark": "engine_vs_reference", "device": loaded.device, "dtype": loaded.dtype,
         "model": loaded.source.model_id, "chains": len(prompts), "alpha": args.alpha,
         "max_new_tokens": args.max_new_tokens, "blocks": args.blocks, "k": args.k,
         "reference_tokens_per_s": round(reference["tokens_per_s"], 2),
-        "engine_tokens_per_s": round(engine["tokens_per_s"], 2),
-        "ratio": round(engine["tokens_per_s"] / reference["tokens_per_s"], 2),
         "reference_wall_s_per_chain": round(reference["wall_s"] / reference["chains"], 2),
-        "engine_wall_s_per_chain": round(engine["wall_s"] / engine["chains"], 2),
-        "reference_chains_measured": reference["chains"],
-        "peak_rss_mb_after_reference": round(rss_reference), "peak_rss_mb_after_engine": round(peak_rss_mb()),
-    }), flush=True)
-
-    scaling = {}
+        "reference_chains_measured": reference["chains"], "peak_rss_mb_after_reference": round(peak_rss_mb()),
+    }
+    scaling: dict[str, dict[str, float]] = {}
     scale_args = argparse.Namespace(**{**vars(args), "max_new_tokens": args.scaling_max_new_tokens})
-    for count in (int(c) for c in args.scaling.split(",")):
-        chains = [prompts[i % len(prompts)] for i in range(count)]
-        scaling[str(count)] = round(run_engine(loaded, chains, scale_args, batch=count)["tokens_per_s"], 2)
-    print(json.dumps({"benchmark": "engine_scaling", "device": loaded.device,
-                      "max_new_tokens": args.scaling_max_new_tokens, "blocks": args.blocks, "k": args.k,
-                      "engine_tokens_per_s_by_chains": scaling}), flush=True)
+    for name in backends:
+        started = time.perf_counter()
+        backend = None if name == "hf" else make_backend(
+            name, loaded.model, loaded.eos_token_ids, max_batch=max([len(prompts), *scale_counts]),
+            vllm_options={"dtype": loaded.dtype, "max_model_len": 4096})
+        startup = time.perf_counter() - started
+        engine = run_engine(loaded, prompts, args, batch=len(prompts), backend=backend)
+        line.update({
+            f"{name}_tokens_per_s": round(engine["tokens_per_s"], 2),
+            f"{name}_ratio": round(engine["tokens_per_s"] / reference["tokens_per_s"], 2),
+            f"{name}_wall_s_per_chain": round(engine["wall_s"] / engine["chains"], 2),
+            f"{name}_startup_s": round(startup, 1), f"peak_rss_mb_after_{name}": round(peak_rss_mb()),
+        })
+        scaling[name] = {}
+        for count in scale_counts:
+            chains = [prompts[i % len(prompts)] for i in range(count)]
+            rate = run_engine(loaded, chains, scale_args, batch=count, backend=backend)["tokens_per_s"]
+            scaling[name][str(count)] = round(rate, 2)
+        if backend is not None:
+            backend.close()
+    print(json.dumps(line), flush=True)
+    for name, rates in scaling.items():
+        print(json.dumps({"benchmark": "engine_scaling", "backend": name, "device": loaded.device,
+                          "max_new_tokens": args.scaling_max_new_tokens, "blocks": args.blocks, "k": args.k,
+                          "tokens_per_s_by_chains": rates}), flush=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # vLLM starts its workers with spawn: nothing may run on import
     main()
