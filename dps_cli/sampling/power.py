@@ -1,13 +1,29 @@
 """Block-wise Metropolis-Hastings power sampling (DESIGN §1), as an engine driver.
 
-Target pi(x) ∝ p(x)^alpha over whole completions; proposal q = softmax(logits * alpha), i.e.
-temperature 1/alpha. After each block extension, k proposals each resample the suffix from a
-uniform position i and are accepted with probability min(1, r),
+Target pi(x) ∝ p(x)^alpha over whole completions x, each either ended by EOS or of exactly
+max_new_tokens tokens; proposal q = softmax(logits * alpha), i.e. temperature 1/alpha.
 
-    log r = alpha * (log p(prop[i:]) - log p(cur[i:])) + (log q(cur[i:]) - log q(prop[i:])),
+Block b has target length L_b = c + b*S (c = prompt length, S = block size). A state that has not
+ended is first extended towards L_b. Then k proposals each keep ``cur[:i]`` for i uniform over
+[c, t_cur - 1] and resample the rest with at most L_b - i tokens, stopping at EOS, and are accepted
+with probability min(1, r):
 
-where both sums run over each sequence's *whole* suffix, so a proposal that stops at EOS early is
-compared with the full current suffix (the official code truncates the latter).
+    log r = alpha * (log p(prop[i:]) - log p(cur[i:])) + (log q(cur[i:]) - log q(prop[i:]))
+            + log((t_cur - c) / (t_prop - c))
+
+Why each part:
+- Both sums run over each sequence's *whole* suffix, so a proposal that stops at EOS early is
+  compared with the full current suffix (the official code truncates the latter).
+- Regenerating up to L_b rather than up to t_cur lets a proposal lengthen a state that ended at
+  EOS; otherwise such a move has no reverse, and replacing the final EOS by any other token has
+  log r = 0 exactly (q = p^alpha / Z), which leaves completions cut short.
+- The last term is the ratio of the index choices, 1/(t_cur - c) forward against 1/(t_prop - c)
+  back; it vanishes when the lengths agree, as they always do without EOS.
+
+With these, each block's moves leave p^alpha over completions of length at most L_b - c invariant.
+After the block in which the state ends, ``after_eos="stop"`` ends the chain (the published
+algorithm, and the cost the paper assumes; slightly biased), and ``"continue"`` keeps running MH at
+the later blocks' target lengths, which is exact in the limit of many proposals.
 """
 
 from __future__ import annotations
@@ -23,30 +39,28 @@ import numpy as np
 from dps_cli.sampling.policies import KPolicy
 from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
 from dps_cli.sampling.results import ChainResult, CheckpointRecord
+from dps_cli.sampling.settings import PowerSettings
 
-
-@dataclass(frozen=True)
-class PowerSettings:
-    alpha: float
-    max_new_tokens: int
-    blocks: int
-    checkpoints: tuple[int, ...] = ()
-    hidden: bool = False
-    eos_token_ids: tuple[int, ...] = ()
-
-    @property
-    def block_size(self) -> int:
-        return self.max_new_tokens // self.blocks
-
+__all__ = ["PowerSettings", "log_accept_ratio", "power_chain", "sampling_chain", "truncate_at_eos"]
 
 def log_accept_ratio(current: Sequence, proposal: Sequence, start: int, alpha: float) -> float:
-    """MH log acceptance ratio for replacing ``current[start:]`` with ``proposal[start:]``."""
-    j = start - current.prompt_len
+    """MH log acceptance ratio for replacing ``current[start:]`` with ``proposal[start:]``.
+
+    Includes the index-choice term log((t_cur - c) / (t_prop - c)) (module docstring).
+    """
+    c = current.prompt_len
+    j = start - c
     logp_cur = float(np.sum(current.logp_base[j:], dtype=np.float64))
     logp_prop = float(np.sum(proposal.logp_base[j:], dtype=np.float64))
     logq_cur = float(np.sum(current.logq_proposal[j:], dtype=np.float64))
     logq_prop = float(np.sum(proposal.logq_proposal[j:], dtype=np.float64))
-    return alpha * (logp_prop - logp_cur) + (logq_cur - logq_prop)
+    index_term = math.log((len(current) - c) / (len(proposal) - c))
+    return alpha * (logp_prop - logp_cur) + (logq_cur - logq_prop) + index_term
+
+
+def has_ended(sequence: Sequence, eos: frozenset[int]) -> bool:
+    """Whether the generated part ends with an EOS token (the engine never samples past one)."""
+    return len(sequence) > sequence.prompt_len and int(sequence.tokens[-1]) in eos
 
 
 def trajectory_features(sequence: Sequence) -> tuple[float, float, float]:
@@ -74,53 +88,77 @@ class _HiddenMean:
         return None if self.total is None else (self.total / self.count).astype(np.float32)
 
 
+@dataclass
+class _ChainState:
+    """What one chain carries across blocks: its current state and its running counts."""
+
+    seq: Sequence
+    k: int
+    attempted: int = 0
+    accepted: int = 0
+    generated: int = 0
+
+
+def _mh_block(state: _ChainState, target_len: int, settings: PowerSettings, rng: np.random.Generator,
+              hidden: _HiddenMean) -> Generator[Any, Any, None]:
+    """Extend an unended state towards ``target_len``, then run ``state.k`` MH proposals."""
+    temperature = 1.0 / settings.alpha
+    eos = frozenset(settings.eos_token_ids)
+    c = state.seq.prompt_len
+    if not has_ended(state.seq, eos) and len(state.seq) < target_len:
+        extension: Completion = yield Request(state.seq, len(state.seq), target_len - len(state.seq),
+                                              temperature, rng, settings.hidden)
+        state.seq, state.generated = extension.sequence, state.generated + extension.new_tokens
+        hidden.add(extension)
+    for _ in range(state.k):
+        start = int(rng.integers(c, len(state.seq)))  # uniform over [c, t_cur - 1]
+        proposal: Completion = yield Request(state.seq, start, target_len - start, temperature, rng,
+                                             settings.hidden)
+        state.generated += proposal.new_tokens
+        state.attempted += 1
+        hidden.add(proposal)
+        log_u = math.log(max(rng.random(), 1e-300))
+        if log_u < log_accept_ratio(state.seq, proposal.sequence, start, settings.alpha):
+            state.seq, state.accepted = proposal.sequence, state.accepted + 1
+
+
 def power_chain(prompt_ids: tuple[int, ...], settings: PowerSettings, policy: KPolicy,
                 rng: np.random.Generator) -> Generator[Any, Any, ChainResult]:
     """One chain of power sampling; k follows ``policy`` (fixed k or DPS)."""
     started = time.perf_counter()
     prefill: PrefillResult = yield Prefill(prompt_ids, want_hidden=settings.hidden)
-    seq, c = prefill.sequence, prefill.sequence.prompt_len
-    temperature = 1.0 / settings.alpha
-    eos = set(settings.eos_token_ids)
-    k, attempted, accepted, generated = policy.initial_k, 0, 0, 0
+    c = prefill.sequence.prompt_len
+    eos = frozenset(settings.eos_token_ids)
+    state = _ChainState(prefill.sequence, policy.initial_k)
     hidden = _HiddenMean()
     schedule: list[int] = []
     records: list[CheckpointRecord] = []
     for block in range(1, settings.blocks + 1):
-        extension: Completion = yield Request(seq, len(seq), settings.block_size, temperature, rng,
-                                              settings.hidden)
-        seq, generated = extension.sequence, generated + extension.new_tokens
-        hidden.add(extension)
-        schedule.append(k)
-        for _ in range(k):
-            t = len(seq)
-            start = int(rng.integers(c, t))  # uniform over [c, t-1]
-            proposal: Completion = yield Request(seq, start, t - start, temperature, rng, settings.hidden)
-            generated += proposal.new_tokens
-            attempted += 1
-            hidden.add(proposal)
-            log_u = math.log(max(rng.random(), 1e-300))
-            if log_u < log_accept_ratio(seq, proposal.sequence, start, settings.alpha):
-                seq, accepted = proposal.sequence, accepted + 1
+        schedule.append(state.k)
+        yield from _mh_block(state, settings.target_length(c, block), settings, rng, hidden)
         if block in settings.checkpoints:
-            perplexity, entropy, confidence = trajectory_features(seq)
+            perplexity, entropy, confidence = trajectory_features(state.seq)
             record = CheckpointRecord(
-                block=block, k=k, mcmc_perplexity=perplexity, mcmc_entropy=entropy,
-                mcmc_self_confidence=confidence, acceptance_ratio=accepted / max(attempted, 1),
-                question_time_sec=time.perf_counter() - started, current_k=k,
+                block=block, k=state.k, mcmc_perplexity=perplexity, mcmc_entropy=entropy,
+                mcmc_self_confidence=confidence,
+                acceptance_ratio=state.accepted / max(state.attempted, 1),
+                question_time_sec=time.perf_counter() - started, current_k=state.k,
                 hidden=hidden.value(), question_embedding=prefill.prompt_hidden_mean,
             )
             new_k, p_enough = yield from policy.decide(record)
-            records.append(replace(record, p_enough=p_enough, escalated=new_k > k))
-            k = new_k
-        if eos.intersection(seq.generated.tolist()):
+            records.append(replace(record, p_enough=p_enough, escalated=new_k > state.k))
+            state.k = new_k
+        if settings.after_eos == "stop" and has_ended(state.seq, eos):
             break
-    return _finish(seq, prefill, schedule, attempted, accepted, generated, records, eos, started)
+    return _finish(state.seq, prefill, schedule, state.attempted, state.accepted, state.generated,
+                   records, eos, started, settings.max_new_tokens)
 
 
 def _finish(seq: Sequence, prefill: PrefillResult, schedule: list[int], attempted: int, accepted: int,
-            generated: int, records: list[CheckpointRecord], eos: set[int], started: float) -> ChainResult:
+            generated: int, records: list[CheckpointRecord], eos: frozenset[int], started: float,
+            max_new_tokens: int) -> ChainResult:
     completion, stopped = truncate_at_eos(seq.generated, eos)
+    check_completion(completion, stopped, max_new_tokens)
     return ChainResult(
         sequence=seq, completion_ids=completion, k_schedule=schedule, proposals_attempted=attempted,
         proposals_accepted=accepted, tokens_generated=generated, stopped_at_eos=stopped,
@@ -129,7 +167,18 @@ def _finish(seq: Sequence, prefill: PrefillResult, schedule: list[int], attempte
     )
 
 
-def truncate_at_eos(tokens: np.ndarray, eos: set[int]) -> tuple[np.ndarray, bool]:
+class CutShortCompletion(RuntimeError):
+    """A completion neither ended by EOS nor of full length: a sampler bug, never user error."""
+
+
+def check_completion(completion: np.ndarray, stopped_at_eos: bool, max_new_tokens: int) -> None:
+    """Fail loudly unless the completion ends with EOS or has exactly ``max_new_tokens`` tokens."""
+    if not stopped_at_eos and len(completion) != max_new_tokens:
+        raise CutShortCompletion(f"completion of {len(completion)} tokens has no EOS and is shorter "
+                                 f"than max_new_tokens={max_new_tokens}")
+
+
+def truncate_at_eos(tokens: np.ndarray, eos: frozenset[int] | set[int]) -> tuple[np.ndarray, bool]:
     """Tokens up to and including the first EOS, and whether there was one."""
     for i, token in enumerate(tokens.tolist()):
         if token in eos:
@@ -146,4 +195,4 @@ def sampling_chain(prompt_ids: tuple[int, ...], max_new_tokens: int, temperature
     completion: Completion = yield Request(prefill.sequence, len(prefill.sequence), max_new_tokens,
                                            temperature, rng, hidden)
     return _finish(completion.sequence, prefill, [], 0, 0, completion.new_tokens, [],
-                   set(eos_token_ids), started)
+                   frozenset(eos_token_ids), started, max_new_tokens)

@@ -12,12 +12,10 @@ from dps_cli.sampling.engine import Engine
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import (
     PowerSettings,
-    log_accept_ratio,
     power_chain,
     sampling_chain,
     truncate_at_eos,
 )
-from dps_cli.sampling.requests import Sequence
 
 EOS = 2
 
@@ -117,22 +115,6 @@ def test_eos_stops_the_chain_after_its_block(model) -> None:  # type: ignore[no-
     for result in run_power(model, max_batch=4, eos=eos).values():
         assert len(result.k_schedule) == 1
         assert result.stopped_at_eos and len(result.completion_ids) == 1
-
-
-def test_acceptance_ratio_compares_whole_suffixes() -> None:
-    empty = np.zeros(0, dtype=np.float32)
-
-    def seq(logp: list[float], logq: list[float]) -> Sequence:
-        n = len(logp)
-        return Sequence(np.arange(2 + n), 2, np.array(logp, np.float32), np.array(logq, np.float32),
-                        np.zeros(n, np.float32), np.zeros(n, np.float32), None)
-
-    current = seq([-1.0, -1.0, -1.0, -1.0], [-0.5, -0.5, -0.5, -0.5])
-    short = seq([-1.0, -0.2], [-0.5, -0.1])  # stopped at EOS after one token of the suffix
-    # suffix from position 3 (generated index 1): current has 3 tokens, proposal 1
-    expected = 2.0 * (-0.2 - (-3.0)) + ((-1.5) - (-0.1))
-    assert log_accept_ratio(current, short, 3, alpha=2.0) == pytest.approx(expected)
-    assert empty.size == 0
 
 
 def test_truncate_at_eos() -> None:
