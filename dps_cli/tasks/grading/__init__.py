@@ -4,5 +4,5 @@ r"""Answer extraction and grading, one module per answer kind, with no model inv
 - `choice`: the chosen letter of a multiple-choice completion (GPQA).
 - `integer`: the final integer of an arithmetic completion.
 - `code`: the program in a code completion (HumanEval); `sandbox` runs it against its tests in a
-  resource-limited subprocess.
+  bubblewrap sandbox (`bubblewrap`), with the tests in a separate judge process (`sandbox_runner`).
 """

@@ -1,39 +1,54 @@
 """Run untrusted generated code against its tests, isolated by the operating system (HumanEval).
 
-**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`) with a
-read-only view of the system directories and of the Python installation, a private 64 MiB tmpfs
-as its only writable directory, an empty environment, no network (its own network namespace),
-its own pid namespace (neither the grader nor the host's processes are visible, and every process
-it starts dies with the sandbox), no capabilities and ``--die-with-parent``. Inside, each process
-also has resource limits (address space, file size, which caps its output too, CPU time, no core
-dumps; ``RLIMIT_NPROC`` only for non-root users) and a Python-level guard that makes fork, exec,
-kill, file removal and sockets raise PermissionError, so honest mistakes fail early. On timeout
-the whole sandbox is killed. Where bubblewrap cannot start, grading refuses with a `UserError`
-unless the caller passes ``unsafe=True`` (``dps evaluate --unsafe-sandbox``): then the same
-runner runs as a plain subprocess with only the limits and the guard, which stop accidents, not a
-program that means harm (ctypes reaches libc; the program can read and write what the grading user
-can, connect to the network, leave processes behind and read the grader's memory).
+**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`): a
+read-only view of the system directories and of the Python installation only (the interpreter
+runs with ``-I -S``: standard library, no site-packages on its path), a private 64 MiB tmpfs as
+its only writable directory (cwd, HOME and TMPDIR; in memory, gone with the sandbox), an empty
+environment, its own network namespace (no network; its loopback is its own), its own pid
+namespace (neither the grader nor any host process is visible, and every process it starts dies
+with the sandbox), no capabilities, ``--die-with-parent``, a new session. Each process inside also
+has resource limits (address space, file size, which caps its output too, CPU time, no core
+dumps; ``RLIMIT_NPROC`` binds non-root users only) and a Python-level guard that makes fork,
+exec, kill, file removal and sockets raise PermissionError, so honest mistakes fail early. On
+timeout the whole sandbox is killed. Where bubblewrap cannot start, grading refuses with a
+`UserError` naming the reason, unless the caller passes ``unsafe=True`` (``dps evaluate
+--unsafe-sandbox``): then the same runner runs as a plain subprocess with only the limits and the
+guard, which stop accidents, not a program that means harm.
 
-**The verdict.** The program and the tests run in two processes (`sandbox_runner`). The judge
-process, pid 1 of the sandbox and made non-dumpable, runs the benchmark's ``check`` and calls the
-program's functions in the candidate process through a pair of pipes; only plain data comes back
-(None, bool, int, float, complex, str, bytes and lists, tuples, dicts and sets of them), rebuilt by
-the judge as exact built-in types. The judge alone holds the marker pipe and the nonce: the
-candidate is forked before the nonce is read and closes the marker before any program code runs.
-A pass is the judge's line ``<nonce> passed`` on that pipe and exit code 0, so exiting early,
-killing the judge, writing to the pipes or walking the stack finds nothing to forge with; and
-since the judge compares plain values, an object whose ``__eq__`` always returns True (the
-classic forgery of HumanEval-style checks, which run the tests in the program's process) compares
-as its plain value or fails to cross. What remains trusted: the tests' own use of the program's
-other top-level functions (HumanEval/32's ``poly``, /38's ``encode_cyclic``) runs the program's
-definitions, as in any HumanEval harness, so a program can redefine such a helper; and a value
-the program returns is compared as plain data, so a program cannot pass with a generator where
-the test wanted a list. With ``unsafe=True`` the candidate runs as the grading user outside any
-sandbox and can read the grader's memory, so none of this holds there.
+**The verdict.** The tests and the program run in two processes (`sandbox_runner`). The judge,
+pid 1 of the sandbox, non-dumpable, runs the benchmark's ``check`` and calls the program's
+functions in the candidate process over a pair of pipes. It alone holds the marker pipe to the
+grader and the nonce: the candidate is forked before the nonce is read and closes every other
+descriptor before any program code runs. A pass is the judge's line ``<nonce> passed`` on that
+pipe plus exit code 0.
+
+Protected against: exiting early (``sys.exit``, ``os._exit``) or being killed mid-test; writing
+fake verdicts to any descriptor or walking the stack for runner state (the candidate holds
+neither the marker nor the nonce); attacking the judge (it ignores signals from inside its pid
+namespace, and being non-dumpable it cannot be ptraced and its /proc/1/fd and mem cannot be
+opened); answers that are not plain data: only None, bool, int, float, complex, str, bytes and
+lists, tuples, dicts and sets of them cross, decoded strictly by the judge into exact built-in
+types, so an object whose ``__eq__`` is always True (the classic forgery of HumanEval-style
+checks, which the reference harness cannot stop because it runs the tests in the program's
+process) fails to cross, and a list subclass arrives as a plain list; redefining a builtin the
+tests use (``def abs(x): return 0``), since program names never shadow builtins for the tests; a
+StopIteration ending the tests' own iteration (``all(map(candidate, ...))``).
+
+Not protected against: the program's own versions of helpers the tests call (HumanEval/32's
+``poly``, /38's ``encode_cyclic``, /50's ``encode_shift`` come from the prompt and run as the
+program defines them, as in any HumanEval harness); a candidate that mutates its arguments is not
+seen doing so by the tests, and a generator or other non-plain answer is an error even where an
+in-process test would have accepted it; CPU and memory use until the timeout (root is exempt from
+``RLIMIT_NPROC``, so a ctypes fork bomb runs until then); reading what the sandbox shows (system
+directories, the Python installation); kernel exploits (namespaces are not a virtual machine).
+With ``unsafe=True`` the program runs as the grading user: it can read and write that user's
+files, reach the network, leave processes behind, and read the grader's memory (the nonce) and
+open its marker pipe, so a determined program can forge a pass there.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import secrets
@@ -59,7 +74,7 @@ FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 #: How much of the end of the child's stderr is kept as the result's detail (characters).
 DETAIL_CHARS = 2000
 _READ_CAP_BYTES = 64 * 1024
-_RUNNER_SOURCE = Path(__file__).with_name("sandbox_runner.py")
+_RUNNER_PATH = Path(__file__).with_name("sandbox_runner.py")
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ def _run(
         read_fd, write_fd = os.pipe()
         try:
             with open(Path(tmp, "stdout"), "wb") as out, open(err_path, "wb") as err:
-                command = prefix + ["-I", "-S", "-c", _RUNNER_SOURCE.read_text(), str(write_fd)]
+                command = prefix + ["-I", "-S", "-c", _runner_source(), str(write_fd)]
                 command += [str(MEMORY_LIMIT_BYTES), str(FILE_SIZE_LIMIT_BYTES), str(cpu_s)]
                 process = subprocess.Popen(
                     command,
@@ -185,6 +200,12 @@ def _run(
                 os.close(write_fd)
         stderr_tail = _read_tail(err_path)
     return _verdict(process.returncode, timed_out, marker, nonce, stderr_tail, timeout_s)
+
+
+@functools.cache
+def _runner_source() -> str:
+    """The source of `sandbox_runner`, which the sandboxed interpreter runs with ``-c``."""
+    return _RUNNER_PATH.read_text()
 
 
 def _wait(process: subprocess.Popen[bytes], job: bytes, timeout_s: float) -> bool:
