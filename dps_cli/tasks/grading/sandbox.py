@@ -49,6 +49,7 @@ open its marker pipe, so a determined program can forge a pass there.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import secrets
@@ -75,6 +76,10 @@ FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 DETAIL_CHARS = 2000
 _READ_CAP_BYTES = 64 * 1024
 _RUNNER_PATH = Path(__file__).with_name("sandbox_runner.py")
+#: The judge's first line on the marker pipe, written before any program code exists.
+_STARTED = "started"
+_START_ATTEMPTS = 3
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,10 +170,28 @@ def run_many(
 def _run(
     prefix: list[str], case: tuple[str, str, str], timeout_s: float, unsafe: bool
 ) -> ExecResult:
-    """Start the runner under ``prefix``, feed it ``(program, test, entry_point)``, wait, and
-    read its verdict."""
+    """Grade one ``(program, test, entry_point)`` case; start the sandbox again if it did not
+    start (a failure of the machine, never of the program, which runs only once it started)."""
+    for _ in range(_START_ATTEMPTS):
+        nonce = secrets.token_hex(16)
+        returncode, timed_out, marker, stderr_tail = _run_once(
+            prefix, case, nonce, timeout_s, unsafe
+        )
+        if timed_out or _STARTED in marker.splitlines():
+            return _verdict(returncode, timed_out, marker, nonce, stderr_tail, timeout_s)
+        logger.warning("The sandbox did not start (exit code %d); retrying", returncode)
+    raise RuntimeError(
+        f"The grading sandbox did not start in {_START_ATTEMPTS} tries (exit code {returncode}): "
+        f"{stderr_tail.strip()}"
+    )
+
+
+def _run_once(
+    prefix: list[str], case: tuple[str, str, str], nonce: str, timeout_s: float, unsafe: bool
+) -> tuple[int, bool, str, str]:
+    """Start the runner under ``prefix``, feed it the case, wait; return its exit code, whether
+    it timed out, what it wrote to the marker pipe and the end of its stderr."""
     program, test, entry_point = case
-    nonce = secrets.token_hex(16)
     job = encode({"nonce": nonce, "program": program, "test": test, "entry_point": entry_point})
     cpu_s = math.ceil(timeout_s) + 1
     with tempfile.TemporaryDirectory(prefix="dps-sandbox-", ignore_cleanup_errors=True) as tmp:
@@ -198,8 +221,7 @@ def _run(
             os.close(read_fd)
             if write_fd >= 0:
                 os.close(write_fd)
-        stderr_tail = _read_tail(err_path)
-    return _verdict(process.returncode, timed_out, marker, nonce, stderr_tail, timeout_s)
+        return process.returncode, timed_out, marker, _read_tail(err_path)
 
 
 @functools.cache

@@ -508,13 +508,15 @@ def _close_fds_except(keep: set[int]) -> None:
 def main() -> NoReturn:
     """Judge process entry point. argv: marker fd, memory bytes, file-size bytes, CPU seconds.
 
-    stdin: JSON with the nonce, the program, the test code and the entry point, read only after
-    the candidate process is forked, so the nonce is never in its memory.
+    stdin: the encoded job (nonce, program, test code, entry point), read only after the
+    candidate process is forked, so the nonce is never in its memory. The first line on the
+    marker pipe, ``started``, tells the grader that the sandbox started.
     """
+    marker_fd, limits = int(sys.argv[1]), [int(arg) for arg in sys.argv[2:5]]
+    os.write(marker_fd, b"started\n")
     sys.path[:] = [path for path in sys.path if os.path.isabs(path)]
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
-    marker_fd, limits = int(sys.argv[1]), [int(arg) for arg in sys.argv[2:5]]
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     _make_undumpable()
     requests_in, requests_out = os.pipe()  # judge -> candidate

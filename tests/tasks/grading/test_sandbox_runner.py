@@ -166,3 +166,9 @@ def test_evaluate_offers_unsafe_sandbox() -> None:
     result = CliRunner().invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--unsafe-sandbox" in result.output
+
+
+def test_a_sandbox_that_never_starts_is_a_failure_not_a_wrong_answer() -> None:
+    broken = ["/bin/sh", "-c", "echo 'bwrap: Creating new namespace failed' >&2; exit 1", "sh"]
+    with pytest.raises(RuntimeError, match="did not start in 3 tries.*Creating new namespace"):
+        sandbox._run(broken, (CORRECT, TEST, "double"), timeout_s=3, unsafe=False)
