@@ -9,7 +9,7 @@ Prints one JSON object:
   sample an empty, failing completion) graded by `run_many` with ``--workers``: total seconds,
   programs per second, how many passed;
 - the machine: CPUs, load average before and after (the figures are wall-clock times, so other
-  work on the machine slows them).
+  work on the machine slows them; ``cpu_ms_per_program`` is CPU time, which it does not).
 
 Usage: ``DPS_DATA_DIR=../shared/data python benchmarks/sandbox_throughput.py --workers 2``.
 """
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,9 +76,15 @@ def grading(data: Path, samples: int, workers: int, wrong: bool, unsafe: bool) -
             answer = "" if wrong and sample % 2 else row["canonical_solution"]
             program = extract_program(answer, row["prompt"], row["entry_point"])
             cases.append((program, row["test"], row["entry_point"]))
+    before = [resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF)]
     start = time.perf_counter()
     results = run_many(cases, workers=workers, unsafe=unsafe)
     seconds = time.perf_counter() - start
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF)]
+    sandbox_s, grader_s = (
+        (end.ru_utime - begin.ru_utime) + (end.ru_stime - begin.ru_stime)
+        for begin, end in zip(before, after, strict=True)
+    )
     return {
         "problems": len(rows),
         "samples": samples,
@@ -86,6 +93,10 @@ def grading(data: Path, samples: int, workers: int, wrong: bool, unsafe: bool) -
         "sandbox": "unsafe" if unsafe else "bwrap",
         "seconds": round(seconds, 1),
         "programs_per_s": round(len(cases) / seconds, 1),
+        # CPU time, which load does not change: of the sandboxes (bwrap and all processes in it,
+        # which the judge reaps as pid 1) and of the grading process itself (its threads, Popen).
+        "sandbox_cpu_ms_per_program": round(sandbox_s / len(cases) * 1000, 1),
+        "grader_cpu_ms_per_program": round(grader_s / len(cases) * 1000, 1),
         "passed": sum(result.passed for result in results),
         "statuses": {
             s: sum(r.status == s for r in results) for s in ("failed", "timeout", "error")
