@@ -161,8 +161,12 @@ def _decode(data: memoryview, at: int, depth: int) -> tuple[Any, int]:
 
 
 def send(fd: int, message: Any) -> None:
-    """Write one length-prefixed message to ``fd``."""
-    data = encode(message)
+    """Write ``message`` to ``fd`` (`encode`, then `write_message`)."""
+    write_message(fd, encode(message))
+
+
+def write_message(fd: int, data: bytes) -> None:
+    """Write the encoded message ``data`` to ``fd``, prefixed with its length."""
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
@@ -212,7 +216,12 @@ class Channel:
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call the program's ``name(*args, **kwargs)`` in the candidate process."""
-        send(self.requests, {"call": name, "args": list(args), "kwargs": kwargs})
+        # A test's own argument that cannot cross raises its BridgeError here, in the test.
+        data = encode({"call": name, "args": list(args), "kwargs": kwargs})
+        try:
+            write_message(self.requests, data)
+        except OSError:  # the candidate is gone; a test's ``except Exception`` must not see it
+            raise ProgramExit(_death(self.pid)) from None
         reply = self.receive()
         if "ok" in reply:
             return reply["ok"]

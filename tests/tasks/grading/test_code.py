@@ -122,6 +122,20 @@ FORGERIES = [
         "def check(candidate):\n    assert all(map(lambda x: candidate(x) == x / 2, [1, 2]))\n",
         {"error"},
     ),
+    (  # the candidate process gone between calls: not an exception a test can catch
+        "import os, threading, time\n"
+        "def half(x):\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.2), os._exit(0))).start()\n",
+        "import time\n"
+        "def check(candidate):\n"
+        "    candidate(0)\n"
+        "    time.sleep(0.6)\n"
+        "    try:\n"
+        "        candidate(1)\n"
+        "    except Exception:\n"
+        "        pass\n",
+        {"error"},
+    ),
 ]
 
 
@@ -138,7 +152,9 @@ def test_adversarial_programs_never_pass(
     assert time.monotonic() - start < 6.0, name
 
 
-@pytest.mark.parametrize(("program", "test", "statuses"), FORGERIES, ids=["builtin", "stop"])
+@pytest.mark.parametrize(
+    ("program", "test", "statuses"), FORGERIES, ids=["builtin", "stop", "gone"]
+)
 def test_forgeries_of_a_shared_namespace_fail(
     program: str, test: str, statuses: set[str], unsafe: bool
 ) -> None:
