@@ -15,10 +15,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dps_cli.errors import UserError
 
-def temporary_sibling(path: Path) -> Path:
-    """A fresh hidden temporary path next to ``path`` (same directory, same filesystem)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+def temporary_sibling(path: Path, tag: str | None = None) -> Path:
+    """A fresh hidden temporary path next to ``path`` (same directory, same filesystem).
+
+    ``tag`` (e.g. the writer's shard, ``s0of4``) goes into the name, so the next writer of that
+    shard knows whose leftover a temporary file is: ``.<name>.<tag>.<8 hex>.tmp``.
+    """
+    middle = f".{tag}" if tag else ""
+    return path.with_name(f".{path.name}{middle}.{secrets.token_hex(4)}.tmp")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse an output path that is a directory or lies under a file, naming ``flag``."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory.", f"Pass a file name to {flag}.")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"{flag} {path} lies under {blocking}, which is a file.", f"Pass another path to {flag}.")
 
 
 def fsync_file(path: Path) -> None:
@@ -41,14 +57,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
+def atomic_write_with(path: Path, write: Callable[[Path], object], tag: str | None = None) -> Path:
     """Call ``write(tmp)`` to produce the file at a temporary path, then move it to ``path``.
 
     Use this for writers that want a path (pyarrow, polars, matplotlib). The temporary file is
-    removed if ``write`` raises, so failures leave no debris.
+    removed if ``write`` raises, so failures leave no debris (only SIGKILL or a power cut can;
+    `RunStore` removes such leftovers of sample parts when the next writer starts).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
+    tmp = temporary_sibling(path, tag)
     try:
         write(tmp)
         fsync_file(tmp)

@@ -2,11 +2,15 @@
 
 A part must be ours (carry the ``dps_schema_version`` metadata and the expected columns) and
 must not come from a newer major schema version than this dps understands. Every failure names
-the file, so the user knows which one to inspect or remove.
+the file, so the user knows which one to inspect or remove. `read_part_keys` reads a part's
+data whole (page checksums verified, written since schema 1.0 parts carry them), so a part with
+an intact footer but a damaged page is found before a report trips over it. A corrupt part is
+never deleted: `move_aside` renames it to ``*.corrupt``, out of the ``part-*.parquet`` glob.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +22,16 @@ from dps_cli.runs.schema import SAMPLE_SCHEMA, SCHEMA_VERSION
 
 VERSION_KEY = b"dps_schema_version"
 PART_GLOB = "part-*.parquet"
+TEMP_GLOB = ".part-*.tmp"
+CORRUPT_SUFFIX = ".corrupt"
+RESAMPLE_HINT = (
+    "Rerun the `dps sample` command of this run: it moves a corrupt part aside (to *.corrupt) "
+    "and samples its rows again."
+)
+
+
+class CorruptPart(UserError):
+    """A Parquet file whose footer or data cannot be read back."""
 
 
 def list_parts(samples_dir: Path) -> list[Path]:
@@ -32,15 +46,14 @@ def major_version(version: str) -> int:
     return int(version.split(".", 1)[0])
 
 
-def check_part(path: Path, required: Sequence[str] = SAMPLE_SCHEMA.names) -> dict[bytes, bytes]:
+def check_part(
+    path: Path, required: Sequence[str] = SAMPLE_SCHEMA.names, hint: str = RESAMPLE_HINT
+) -> dict[bytes, bytes]:
     """Refuse a corrupted, foreign or too-new Parquet file; return its key-value metadata."""
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as err:
-        raise UserError(
-            f"{path} is not a readable Parquet file ({err}).",
-            "Remove it (a rerun of `dps sample` recreates missing samples).",
-        ) from None
+        raise CorruptPart(f"{path} is not a readable Parquet file ({_first_line(err)}).", hint) from None
     metadata = dict(schema.metadata or {})
     raw_version = metadata.get(VERSION_KEY)
     missing = [name for name in required if name not in schema.names]
@@ -65,3 +78,33 @@ def check_part(path: Path, required: Sequence[str] = SAMPLE_SCHEMA.names) -> dic
             "Upgrade dps (pip install -U dps-cli) to read this run.",
         )
     return metadata
+
+
+def read_part_keys(path: Path) -> list[tuple[str, int]]:
+    """Read a checked part whole (every page, checksums verified); return its (question, seed) keys."""
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        ids = table.column("question_id").to_pylist()
+        seeds = table.column("seed").to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise CorruptPart(f"{path} is corrupt ({_first_line(err)}).", RESAMPLE_HINT) from None
+    return list(zip(ids, seeds, strict=True))
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename a corrupt part to ``<name>.corrupt`` (never overwriting); None if it is gone already."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    number = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.{number}{CORRUPT_SUFFIX}")
+        number += 1
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:  # another writer moved it first
+        return None
+    return target
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -8,16 +8,22 @@ Layout (DESIGN §3)::
 
 Parts are only ever added, never overwritten, so a crashed or interrupted `dps sample` leaves
 every finished part intact and a rerun resumes from `completed_keys()`. Reports read samples
-only through `scan()`, which checks each part's schema version first.
+only through `scan()`, which checks each part's schema version and reads its data whole first.
+
+One writer per shard: `writing()` holds the shard's OS lock (runs/locks.py), removes temporary
+part files that killed writers left, and appends the writer to the manifest's ``writers``. If
+two writers ever stored the same (question, seed), readers keep the first row and warn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +32,23 @@ import pyarrow.parquet as pq
 
 from dps_cli.errors import UserError
 from dps_cli.runs.atomic import atomic_write_json, atomic_write_with
-from dps_cli.runs.parts import check_part, list_parts
-from dps_cli.runs.schema import SAMPLE_SCHEMA, SCHEMA_VERSION
+from dps_cli.runs.locks import (
+    LOCKS_DIR,
+    WriterLock,
+    acquire_writer,
+    is_held,
+    run_mutex,
+    shard_lock_path,
+)
+from dps_cli.runs.parts import (
+    TEMP_GLOB,
+    CorruptPart,
+    check_part,
+    list_parts,
+    move_aside,
+    read_part_keys,
+)
+from dps_cli.runs.schema import ROW_KEY, SAMPLE_SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import polars as pl
@@ -52,6 +73,9 @@ GRADE_SCHEMA = pa.schema(
 )
 
 _PART_INDEX = re.compile(r"^part-(\d+)-")
+_TEMP_TAG = re.compile(r"^\.part-.*\.parquet\.(s\d+of\d+)\.[0-9a-f]{8}\.tmp$")
+# Write failures the user can fix (free space, pick a writable --out): one sentence, not a bug.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class RunStore:
@@ -62,6 +86,8 @@ class RunStore:
         self.samples_dir = self.root / SAMPLES_DIR
         self.manifest_path = self.root / MANIFEST_NAME
         self.grades_path = self.root / GRADES_NAME
+        self._verified: dict[str, tuple[tuple[int, int], list[tuple[str, int]]]] = {}
+        self._warned_duplicates = False
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -70,9 +96,15 @@ class RunStore:
     def open_existing(cls, root: Path) -> RunStore:
         """Open a run that `dps sample` wrote; a directory without a manifest is a user error."""
         store = cls(root)
-        if not store.manifest_path.is_file():
+        if store.root.exists() and not store.root.is_dir():
             raise UserError(
-                f"No run at {store.root}: manifest.json is missing.",
+                f"{store.root} is a file, not a run directory.",
+                "Pass a run directory written by `dps sample --out DIR`.",
+            )
+        if not store.manifest_path.is_file():
+            what = "is not a file" if store.manifest_path.exists() else "is missing"
+            raise UserError(
+                f"No run at {store.root}: manifest.json {what}.",
                 "Pass a run directory written by `dps sample --out DIR`.",
             )
         return store
@@ -87,14 +119,18 @@ class RunStore:
         For the same run, top-level keys the stored manifest lacks (e.g. "model", known only
         once the model is loaded) are added; stored values are never changed.
         """
+        self._make_directories()
+        with run_mutex(self.root):
+            self._ensure_manifest(manifest)
+
+    def _ensure_manifest(self, manifest: dict[str, Any]) -> None:
         if not self.manifest_path.exists():
             if list_parts(self.samples_dir):
                 raise UserError(
                     f"Output directory {self.root} holds samples but no manifest.json.",
                     "Use another --out or remove that directory.",
                 )
-            self.samples_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.manifest_path, manifest)
+            self._write_manifest(manifest)
             return
         stored_manifest = self.read_manifest()
         stored = _normalized(stored_manifest.get("config", {}))
@@ -108,12 +144,70 @@ class RunStore:
                 f"(differs in: {', '.join(differing)}).",
                 "Use another --out or remove that directory.",
             )
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
         additions = {
             k: v for k, v in manifest.items() if v is not None and stored_manifest.get(k) is None
         }
         if additions:
-            atomic_write_json(self.manifest_path, {**stored_manifest, **additions})
+            self._write_manifest({**stored_manifest, **additions})
+
+    def _make_directories(self) -> None:
+        """Create the run and samples directories; a path that is a file is a user error."""
+        for path in (self.root, self.samples_dir):
+            if path.exists() and not path.is_dir():
+                raise UserError(
+                    f"{path} is a file, not a run directory.",
+                    "Pass a new directory, or one written by `dps sample`, to --out.",
+                )
+        try:
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a parent is a file, no permission, disk full
+            raise UserError(
+                f"Cannot create the run directory {self.root}: {err.strerror}.",
+                "Pass a directory you can write to --out.",
+            ) from None
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        try:
+            atomic_write_json(self.manifest_path, manifest)
+        except OSError as err:
+            raise storage_error(err, f"write {self.manifest_path}") or err from None
+
+    @contextlib.contextmanager
+    def writing(self, shard: tuple[int, int], command: str) -> Iterator[WriterLock]:
+        """Be the one writer of ``shard`` while the block runs (see runs/locks.py).
+
+        Refuses (UserError) if another process writes the same shard, or the run with another
+        sharding. On entry, removes temporary part files that killed writers left and appends
+        this writer (shard, command, pid, host, time) to the manifest's ``writers``.
+        """
+        lock = acquire_writer(self.root, shard, command)
+        try:
+            with run_mutex(self.root):
+                self._remove_stale_temporaries(lock)
+                manifest = self.read_manifest()
+                writers = manifest.get("writers")
+                writers = writers if isinstance(writers, list) else []
+                self._write_manifest({**manifest, "writers": [*writers, lock.record]})
+            yield lock
+        finally:
+            lock.release()
+
+    def _remove_stale_temporaries(self, lock: WriterLock) -> None:
+        """Delete ``.part-*.tmp`` files whose writer is gone (its shard lock is free)."""
+        others = [p for p in (self.root / LOCKS_DIR).glob("shard-*.lock") if p != shard_lock_path(self.root, lock.tag)]
+        for tmp in sorted(self.samples_dir.glob(TEMP_GLOB)):
+            match = _TEMP_TAG.match(tmp.name)
+            if match is None:  # untagged: stale unless some other writer is active
+                stale = not any(is_held(path) for path in others)
+            elif match.group(1) == lock.tag:
+                stale = True
+            else:
+                path = shard_lock_path(self.root, match.group(1))
+                stale = path is None or not is_held(path)
+            if stale:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                logger.info("Removed %s, left by a writer that was killed", tmp)
 
     def read_manifest(self) -> dict[str, Any]:
         """The stored manifest as a dict."""
@@ -124,6 +218,11 @@ class RunStore:
                 f"No run at {self.root}: manifest.json is missing.",
                 "Pass a run directory written by `dps sample --out DIR`.",
             ) from None
+        except (OSError, UnicodeDecodeError) as err:  # a directory, unreadable, not UTF-8
+            raise UserError(
+                f"Manifest {self.manifest_path} cannot be read ({err}).",
+                "Restore it or remove the run directory and sample again.",
+            ) from None
         try:
             manifest = json.loads(text)
         except json.JSONDecodeError as err:
@@ -131,29 +230,78 @@ class RunStore:
                 f"Manifest {self.manifest_path} is not valid JSON ({err.msg}, line {err.lineno}).",
                 "Restore it or remove the run directory and sample again.",
             ) from None
-        if not isinstance(manifest, dict):
-            raise UserError(f"Manifest {self.manifest_path} is not a JSON object.")
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("config", {}), dict):
+            what = "a JSON object" if not isinstance(manifest, dict) else "a dps manifest (its config is not an object)"
+            raise UserError(
+                f"Manifest {self.manifest_path} is not {what}.",
+                "Restore it or remove the run directory and sample again.",
+            )
         return manifest
 
     # -- samples ----------------------------------------------------------------------------
 
-    def completed_keys(self) -> set[tuple[str, int]]:
-        """The (question_id, seed) pairs already stored; resume skips them."""
-        parts = list_parts(self.samples_dir)
-        keys: set[tuple[str, int]] = set()
-        for part in parts:
-            check_part(part)
-            table = pq.read_table(part, columns=["question_id", "seed"])
-            ids = table.column("question_id").to_pylist()
-            seeds = table.column("seed").to_pylist()
-            keys.update(zip(ids, seeds, strict=True))
+    def completed_keys(self, repair: bool = False) -> set[tuple[str, int]]:
+        """The (question_id, seed) pairs already stored; resume skips them.
+
+        Every part is read whole. With ``repair`` (the writer, under its lock) a corrupt part is
+        moved aside to ``*.corrupt`` with one warning, so its samples are drawn again; without
+        it a corrupt part is a `CorruptPart` error naming the file.
+        """
+        keys_by_part = self._checked_parts(repair)
+        self._warn_duplicates(keys_by_part)
+        return {key for keys in keys_by_part.values() for key in keys}
+
+    def _checked_parts(self, repair: bool) -> dict[Path, list[tuple[str, int]]]:
+        checked: dict[Path, list[tuple[str, int]]] = {}
+        for part in list_parts(self.samples_dir):
+            try:
+                checked[part] = self._part_keys(part)
+            except CorruptPart as err:
+                if not repair:
+                    raise
+                moved = move_aside(part)
+                if moved is not None:
+                    logger.warning("%s Moved it aside to %s; its samples are drawn again.", err.message, moved.name)
+        return checked
+
+    def _part_keys(self, part: Path) -> list[tuple[str, int]]:
+        """A part's keys, after checking its schema and reading its data (cached per file state)."""
+        try:
+            stat = part.stat()
+        except FileNotFoundError:
+            return []  # moved aside by another writer meanwhile
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = self._verified.get(part.name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        check_part(part)
+        keys = read_part_keys(part)
+        self._verified[part.name] = (stamp, keys)
         return keys
 
-    def write_part(self, rows: Sequence[Mapping[str, Any]]) -> Path:
+    def _warn_duplicates(self, keys_by_part: Mapping[Path, list[tuple[str, int]]]) -> int:
+        """Count rows whose (question, seed) an earlier row has; warn once per store."""
+        seen: set[tuple[str, int]] = set()
+        duplicates = 0
+        for keys in keys_by_part.values():
+            for key in keys:
+                duplicates += key in seen
+                seen.add(key)
+        if duplicates and not self._warned_duplicates:
+            self._warned_duplicates = True
+            logger.warning(
+                "Run %s holds %d duplicate (question, seed) rows (two writers stored the same "
+                "samples); reading the first row of each.", self.root, duplicates,
+            )  # fmt: skip
+        return duplicates
+
+    def write_part(self, rows: Sequence[Mapping[str, Any]], tag: str | None = None) -> Path:
         """Store ``rows`` (dicts with exactly the SAMPLE_SCHEMA columns) as a new part.
 
-        The part is written to a hidden temporary file, fsynced, then renamed to a fresh name,
-        so readers never see half a part and an existing part is never overwritten.
+        The part is written to a hidden temporary file (named with the writer's shard ``tag``),
+        fsynced, then renamed to a fresh name, so readers never see half a part and an existing
+        part is never overwritten. Pages carry checksums, so later damage is detected on read.
+        OSError (disk full, ...) propagates; `storage_error` turns it into a sentence.
         """
         if not rows:
             raise ValueError("write_part needs at least one row")
@@ -161,7 +309,7 @@ class RunStore:
         table = pa.Table.from_pylist([dict(row) for row in rows], schema=SAMPLE_SCHEMA)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         target = self._fresh_part_path()
-        return atomic_write_with(target, lambda tmp: pq.write_table(table, tmp))
+        return atomic_write_with(target, lambda tmp: _write_parquet(table, tmp), tag=tag)
 
     def _fresh_part_path(self) -> Path:
         """``part-<next index>-<8 hex>.parquet``, a name no existing part has."""
@@ -186,12 +334,14 @@ class RunStore:
                 f"Run {self.root} has no samples yet.",
                 "Run `dps sample` with this --out first (a rerun resumes an interrupted run).",
             )
-        for part in parts:
-            check_part(part)
+        keys_by_part = self._checked_parts(repair=False)
         polars_schema = pl.DataFrame(SAMPLE_SCHEMA.empty_table()).schema
-        return pl.scan_parquet(
-            [str(part) for part in parts], schema=polars_schema, extra_columns="ignore"
+        frame = pl.scan_parquet(
+            [str(part) for part in keys_by_part], schema=polars_schema, extra_columns="ignore"
         )
+        if self._warn_duplicates(keys_by_part):
+            frame = frame.unique(subset=list(ROW_KEY), keep="first", maintain_order=True)
+        return frame
 
     def read_samples(self) -> pl.DataFrame:
         """All sample rows, collected."""
@@ -214,8 +364,12 @@ class RunStore:
 
         if not self.grades_path.exists():
             return None
-        check_part(self.grades_path, required=GRADE_SCHEMA.names)
-        return pl.read_parquet(self.grades_path, columns=GRADE_SCHEMA.names)
+        regrade = "Run `dps evaluate --regrade` to grade the run again."
+        check_part(self.grades_path, required=GRADE_SCHEMA.names, hint=regrade)
+        try:
+            return pl.read_parquet(self.grades_path, columns=GRADE_SCHEMA.names)
+        except (pl.exceptions.PolarsError, OSError) as err:
+            raise CorruptPart(f"{self.grades_path} is corrupt ({err}).", regrade) from None
 
     def grades_fingerprint(self) -> str | None:
         """The samples fingerprint stored with the grades (None: none, unreadable or unstamped).
@@ -232,6 +386,18 @@ class RunStore:
             return None
         value = metadata.get(FINGERPRINT_KEY)
         return value.decode() if value is not None else None
+
+
+def storage_error(err: OSError, doing: str) -> UserError | None:
+    """A one-sentence error for a write that failed for a reason the user can fix, else None."""
+    if err.errno not in STORAGE_ERRNOS:
+        return None
+    reason = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
+    return UserError(f"Could not {doing}: {reason}.", "Free space or choose a writable --out, then rerun the same command to resume.")
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, write_page_checksum=True)
 
 
 def _normalized(config: Any) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def test_scan_refuses_a_newer_major_schema_version(tmp_path: Path) -> None:
 
 
 def test_scan_accepts_a_newer_minor_version(tmp_path: Path) -> None:
-    write_run(tmp_path, [sample_row()])
+    write_run(tmp_path, [sample_row(seed=5)])
     _write_with_version(tmp_path / "samples" / "part-00001-abcdef01.parquet", "1.7")
     assert RunStore(tmp_path).read_samples().height == 2
 
