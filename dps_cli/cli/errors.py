@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from dps_cli.errors import DpsError, UserError
+from dps_cli.errors import DpsError, Interrupted, UserError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -19,7 +19,11 @@ FAILURE_EXIT = 1
 
 
 def report_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a command so `UserError` exits 2 and `DpsError` exits 1, both without a traceback."""
+    """Wrap a command so `UserError` exits 2 and `DpsError` exits 1, both without a traceback.
+
+    A stop signal that `dps sample` turned into `Interrupted` prints its one line and exits with
+    128 + the signal number (143 for SIGTERM, 130 for SIGINT).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -31,6 +35,9 @@ def report_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except DpsError as err:
             _print_error(str(err))
             raise typer.Exit(FAILURE_EXIT) from None
+        except Interrupted as stop:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(stop.message, markup=False)
+            raise typer.Exit(stop.exit_code) from None
         except KeyboardInterrupt:
             _print_error("Interrupted; completed work is saved and a rerun resumes it.")
             raise typer.Exit(130) from None

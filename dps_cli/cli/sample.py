@@ -37,7 +37,7 @@ def sample(
     dtype: Annotated[str, typer.Option(help="auto (bfloat16 on CUDA, float32 elsewhere) | float32 | bfloat16 | float16.", rich_help_panel=RUN_PANEL)] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Chains decoded together (default: 16 on CPU, 64 on CUDA).", rich_help_panel=RUN_PANEL)] = None,
     backend: Annotated[str, typer.Option(help="Sampling backend: auto (vllm when installed and CUDA is present, else hf) | hf | vllm.", rich_help_panel=RUN_PANEL)] = "auto",
-    flush_every: Annotated[int, typer.Option(help="Write a Parquet part every N finished samples (a crash loses at most the samples in flight).", rich_help_panel=RUN_PANEL)] = 16,
+    flush_every: Annotated[int, typer.Option(help="Write a Parquet part once N finished samples wait, or 10 s after a sample finishes if sooner. SIGTERM and Ctrl-C write every finished sample; a SIGKILL or crash loses at most the samples in flight and those finished in the last 10 s (at most N).", rich_help_panel=RUN_PANEL)] = 16,
     run_seed: Annotated[int, typer.Option(help="Seed of the run; with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = 0,
     slurm_array: Annotated[Optional[int], typer.Option(help="Print the sbatch script for an N-task Slurm array running this command, and exit.", rich_help_panel=RUN_PANEL)] = None,
 ) -> None:
@@ -52,6 +52,8 @@ def sample(
       dps sample --bench math500 --method dps --controller my-gbdt --tau 0.5
 
     Rerunning the same command resumes: (question, seed) pairs already stored are skipped.
+    SIGTERM (how Slurm stops a job) or Ctrl-C writes every finished sample, prints one line and
+    exits 143 or 130. Only one process may write a shard of a run directory at a time.
     """
     from dps_cli.config import (
         SampleConfig,

@@ -1,8 +1,9 @@
 """`dps sample` as a library function: questions × seeds through one engine into a run store.
 
 Resumable: pairs already stored are skipped. Rows are buffered and written as atomic Parquet
-parts every ``flush_every`` finished chains (and on interruption), so a crash loses at most the
-chains in flight and never leaves a half-written file.
+parts (pipeline/writer.py): every ``flush_every`` finished chains, at most ``FLUSH_AFTER_S`` seconds
+after a chain finishes, and on SIGTERM, SIGINT or an error, which then raise `Interrupted` or the
+error once the finished chains are stored. One process writes a shard at a time (an OS lock).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from dps_cli.config import SampleConfig
+from dps_cli.errors import Interrupted, UserError
+from dps_cli.pipeline.stopping import StopSignals, stop_signals
+from dps_cli.pipeline.writer import PartWriter
 from dps_cli.runs.schema import SCHEMA_VERSION
 from dps_cli.runs.store import RunStore
 from dps_cli.sampling.results import ChainResult
@@ -68,6 +72,11 @@ ProgressCallback = Callable[[SampleProgress], None]
 
 def select_questions(questions: list[Question], config: SampleConfig) -> list[Question]:
     """``--offset``/``--limit`` first (in data order), then every n-th question for ``--shard i/n``."""
+    if config.offset and config.offset >= len(questions):
+        raise UserError(
+            f"--offset {config.offset} is beyond the data: {config.bench} has {len(questions)} questions.",
+            f"Use an --offset below {len(questions)}.",
+        )
     end = config.offset + config.limit if config.limit else None
     chosen = questions[config.offset:end]
     index, count = config.shard
@@ -81,7 +90,11 @@ def chain_rng(run_seed: int, question_id: str, seed: int) -> np.random.Generator
 
 
 def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> SampleSummary:
-    """Run (or resume) the sampling run described by ``config``."""
+    """Run (or resume) the sampling run described by ``config``.
+
+    Raises `UserError` if another process writes the same shard of ``config.out``, and
+    `Interrupted` on SIGTERM or SIGINT once every finished sample is stored.
+    """
     from dps_cli.pipeline.chains import with_default_tau
 
     started = time.perf_counter()
@@ -89,9 +102,19 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
     config = _resolved_backend(config)
     task = get_task(config.bench)
     questions = select_questions(task.load(config.data), config)
+    from dps_cli.models.loading import resolve_model
+
+    resolve_model(config.model)  # a bad --model fails before the run directory is made
     store = RunStore(config.out)
     store.ensure_manifest(_manifest(config))
-    done = store.completed_keys()
+    with stop_signals() as stops, store.writing(config.shard, config.command) as lock:
+        return _sample_locked(config, task, questions, store, stops, lock.tag, progress, started)
+
+
+def _sample_locked(config: SampleConfig, task: Task, questions: list[Question], store: RunStore, stops: StopSignals,
+                   tag: str, progress: ProgressCallback | None, started: float) -> SampleSummary:  # fmt: skip
+    """The body of `sample` while this process holds the shard's lock and the stop signals."""
+    done = store.completed_keys(repair=True)
     pending = [(q, s) for q in questions for s in config.seeds if (q.id, s) not in done]
     total = len(questions) * len(config.seeds)
     state = SampleProgress(total=total, done=total - len(pending), skipped=total - len(pending))
@@ -107,7 +130,7 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
     store.ensure_manifest(_manifest(config, loaded.describe()))
     engine = build_engine(config, loaded)
     plans = (_plan(task, loaded.tokenizer, q, s) for q, s in pending)
-    writer = _PartWriter(store, config, loaded.tokenizer, task, loaded.source.model_id)
+    writer = PartWriter(store, config, loaded.tokenizer, task, loaded.source.model_id, stops, tag)
 
     def drivers() -> Iterator[tuple[ChainPlan, Any]]:
         for plan in plans:
@@ -123,13 +146,24 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
 
     def on_step(stats: Any) -> None:
         state.tokens, state.tokens_per_s = stats.tokens, stats.tokens_per_s
+        writer.flush_if_due()
         if progress and stats.steps % 8 == 0:
             progress(state)
 
     try:
         engine.run(drivers(), on_done, on_step)
+        writer.flush()
+    except Interrupted as stop:  # SIGTERM or SIGINT: store every finished chain, then say so
+        stops.ignore()
+        writer.flush()
+        raise Interrupted(stop.signum, f"Stopped by {stop.signal_name}: the {writer.written} samples "
+                          f"finished in this session are stored in {config.out}; rerun the same command "
+                          "to resume.") from None  # fmt: skip
+    except BaseException:  # an error (or a plain KeyboardInterrupt): keep finished chains too
+        stops.ignore()
+        writer.flush_after_error()
+        raise
     finally:
-        writer.flush()  # on success, Ctrl-C or error alike: keep every finished chain
         engine.close()
     return SampleSummary(str(config.out), writer.written, state.skipped, total, time.perf_counter() - started)
 
@@ -167,28 +201,3 @@ def _manifest(config: SampleConfig, model: dict[str, Any] | None = None) -> dict
     if model is not None:
         manifest["model"] = model
     return manifest
-
-
-class _PartWriter:
-    """Buffers finished chains as rows and writes them as atomic Parquet parts."""
-
-    def __init__(self, store: RunStore, config: SampleConfig, tokenizer: Any, task: Task, model_id: str) -> None:
-        self.store, self.config, self.tokenizer, self.task = store, config, tokenizer, task
-        self.model_id = model_id
-        self.rows: list[dict[str, Any]] = []
-        self.written = 0
-
-    def add(self, plan: ChainPlan, result: ChainResult) -> None:
-        from dps_cli.pipeline.rows import sample_row
-
-        completion = self.tokenizer.decode(result.completion_ids.tolist(), skip_special_tokens=True)
-        answer = self.task.extract_answer(completion, plan.question, plan.choice_order)
-        self.rows.append(sample_row(self.config, plan, result, completion, answer, self.model_id))
-        if len(self.rows) >= self.config.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            self.store.write_part(self.rows)
-            self.written += len(self.rows)
-            self.rows = []
