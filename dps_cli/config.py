@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ PAPER_BLOCKS = 16
 DEFAULT_K = 8
 DEFAULT_CHECKPOINTS = (2, 4, 8)
 DEFAULT_HIDDEN_LAYER = 11
+MAX_SEEDS = 100_000  # sample seeds per question; a typo such as 0-99999999999 must not exhaust memory
+MAX_SEED = 2**31 - 1  # seeds are stored as int32
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class SampleConfig:
             )
         if self.k < 1:
             raise UserError(f"--k {self.k} must be at least 1.")
+        for flag, value in (("--alpha", self.alpha), ("--temperature", self.temperature), ("--tau", self.tau)):
+            if value is not None and not math.isfinite(value):
+                raise UserError(f"{flag} {value} must be a finite number.")
         if self.method in ("power", "dps") and not self.alpha > 1:
             raise UserError(f"--alpha {self.alpha} must be greater than 1 (the power of p^alpha).")
         if self.temperature is not None and self.temperature <= 0:
@@ -138,6 +144,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
         if hi < lo:
             raise UserError(f"--seeds range {part!r} is empty.", "Write the smaller seed first, e.g. 0-7.")
+        if hi > MAX_SEED:
+            raise UserError(f"--seeds {part!r}: seed {hi} is too large.", f"Seeds go up to {MAX_SEED}.")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise UserError(f"--seeds {text!r} selects more than {MAX_SEEDS} seeds per question.",
+                            "Pick a smaller range, e.g. 0-7.")
         seeds.extend(range(lo, hi + 1))
     return tuple(dict.fromkeys(seeds))
 
@@ -147,13 +158,29 @@ def parse_shard(text: str | None, environ: dict[str, str] | None = None) -> tupl
     env = os.environ if environ is None else environ
     if text is None:
         if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+            first = _env_int(env, "SLURM_ARRAY_TASK_MIN", "0")
+            index, count = _env_int(env, "SLURM_ARRAY_TASK_ID") - first, _env_int(env, "SLURM_ARRAY_TASK_COUNT")
+            if count < 1 or not 0 <= index < count:
+                raise UserError(
+                    f"The Slurm array variables give shard {index}/{count} (SLURM_ARRAY_TASK_ID minus "
+                    "SLURM_ARRAY_TASK_MIN must lie in [0, SLURM_ARRAY_TASK_COUNT)).",
+                    "Use a contiguous array such as --array=0-3, or pass --shard i/n.",
+                )
+            return index, count
         return 0, 1
     match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
     if not match:
         raise UserError(f"--shard {text!r} is not of the form i/n.", "For example --shard 0/4.")
     return int(match.group(1)), int(match.group(2))
+
+
+def _env_int(env: Any, name: str, default: str | None = None) -> int:
+    """An integer environment variable; a bad value is a UserError naming it."""
+    value = env.get(name, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}={value!r} is not an integer.", "Fix the variable or pass --shard i/n.") from None
 
 
 def parse_checkpoints(text: str) -> tuple[int, ...]:

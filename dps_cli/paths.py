@@ -12,13 +12,14 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir, user_data_dir
 
+from dps_cli.errors import UserError
+
 APP_NAME = "dps"
 
 
 def home_dir() -> Path | None:
     """The ``DPS_HOME`` override, if set."""
-    value = os.environ.get("DPS_HOME")
-    return Path(value).expanduser() if value else None
+    return _directory_variable("DPS_HOME")
 
 
 def cache_dir() -> Path:
@@ -40,5 +41,15 @@ def controllers_dir() -> Path:
 
 def benchmark_data_dir() -> Path | None:
     """The ``DPS_DATA_DIR`` directory of local benchmark files, if set."""
-    value = os.environ.get("DPS_DATA_DIR")
-    return Path(value).expanduser() if value else None
+    return _directory_variable("DPS_DATA_DIR")
+
+
+def _directory_variable(name: str) -> Path | None:
+    """An environment variable naming a directory; one that names an existing file is refused."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{name}={value} is a file, not a directory.", f"Point {name} at a directory or unset it.")
+    return path

@@ -35,6 +35,10 @@ def passk(
     from dps_cli.pipeline.passk import passk_table
     from dps_cli.report.tables import passk_notes, passk_rich_table
 
+    if plot is not None:
+        from dps_cli.runs.atomic import check_output_file
+
+        check_output_file(plot, "--plot")
     err = Console(stderr=True)
     with err.status("Grading and counting..."):
         report = passk_table(runs)

@@ -28,8 +28,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def registry_path(registry_dir: Path | None = None) -> Path:
-    """``registry_dir`` if given, else the default controller directory."""
-    return registry_dir if registry_dir is not None else controllers_dir()
+    """``registry_dir`` if given, else the default controller directory; never a file."""
+    root = registry_dir if registry_dir is not None else controllers_dir()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"Controller registry {root} is a file, not a directory.",
+                        "Pass a directory to --registry (or point DPS_HOME at one).")
+    return root
 
 
 def validate_name(name: str) -> None:

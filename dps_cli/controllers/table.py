@@ -51,13 +51,17 @@ def write_table(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` (columns of `TABLE_SCHEMA`) as Parquet, atomically."""
     import pyarrow.parquet as pq
 
-    from dps_cli.runs.atomic import atomic_write_bytes
+    from dps_cli.runs.atomic import atomic_write_bytes, check_output_file
 
+    check_output_file(path, "--out")
     table = frame.select(TABLE_SCHEMA.names).to_arrow().cast(TABLE_SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    except OSError as err:  # a parent is a file, no permission, disk full
+        raise UserError(f"Could not write {path}: {err.strerror}.", "Pass a writable --out.") from None
 
 
 def read_table(path: Path) -> pl.DataFrame:
@@ -66,10 +70,17 @@ def read_table(path: Path) -> pl.DataFrame:
 
     if not path.is_file():
         raise UserError(
-            f"Training table {path} does not exist.",
+            f"Training table {path} {'is not a file' if path.exists() else 'does not exist'}.",
             "Build one with 'dps collect RUN... --out TABLE.parquet'.",
         )
-    frame = pl.read_parquet(path)
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(
+            f"Training table {path} is not a readable Parquet file ({first}).",
+            "Build one with 'dps collect RUN... --out TABLE.parquet'.",
+        ) from None
     missing = [name for name in TABLE_SCHEMA.names if name not in frame.columns]
     if missing:
         raise UserError(

@@ -164,6 +164,7 @@ def fit_and_evaluate(
 
     kind = CONTROLLER_KINDS.get(kind_name)
     _require_vectors(kind_name, frame, kind.uses_hidden, kind.uses_question_embedding)
+    frame = usable_rows(frame)
     split = split_by_question(frame["question_id"].to_list(), settings)
     train = labeled_set(frame, split.train)
     val = labeled_set(frame, split.val)
@@ -209,3 +210,31 @@ def _require_vectors(kind_name: str, frame: pl.DataFrame, hidden: bool, question
                 "have none.",
                 "Sample the fixed-k runs with --hidden-layer set (not 'none'), or train 'gbdt'.",
             )
+
+
+def usable_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop checkpoint rows whose scalar features are not all finite; refuse if none is left.
+
+    A NaN or infinite feature would poison an MLP and says the row was not measured; rows
+    without a checkpoint (kept for the tau replay) stay.
+    """
+    import polars as pl
+
+    from dps_cli.controllers.features import SCALAR_FEATURES
+
+    finite = pl.all_horizontal(pl.col(name).cast(pl.Float64).is_finite().fill_null(False) for name in SCALAR_FEATURES)
+    checkpoints = pl.col("checkpoint_block").is_not_null()
+    usable = frame.filter(checkpoints & finite).height
+    total = frame.filter(checkpoints).height
+    if total and not usable:
+        broken = [name for name in SCALAR_FEATURES
+                  if not frame.filter(checkpoints)[name].cast(pl.Float64).is_finite().fill_null(False).any()]  # fmt: skip
+        raise UserError(
+            f"The training table has no usable features: no checkpoint row has finite values in "
+            f"every feature column ({', '.join(broken) or ', '.join(SCALAR_FEATURES)} never finite).",
+            "Rebuild the table with 'dps collect' from runs sampled with checkpoints.",
+        )
+    if usable < total:
+        logger.warning("dropping %d of %d checkpoint rows whose features are NaN or infinite",
+                       total - usable, total)  # fmt: skip
+    return frame.filter(~checkpoints | finite)

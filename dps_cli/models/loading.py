@@ -69,7 +69,11 @@ def resolve_model(spec: str) -> ModelSource:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UserError(f"GGUF file {spec} does not exist.", "Check the path given to --model.")
+            what = "is not a file" if path.exists() else "does not exist"
+            raise UserError(f"GGUF file {spec} {what}.", "Check the path given to --model.")
+        if not _has_gguf_magic(path):
+            raise UserError(f"{spec} is not a GGUF file (it does not start with the GGUF magic bytes).",
+                            "Pass a .gguf model file, a model directory or a hub id.")
         return ModelSource(spec, "gguf", str(path.resolve()), path.name)
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -78,9 +82,23 @@ def resolve_model(spec: str) -> ModelSource:
                 "Pass a directory saved with save_pretrained, a .gguf file or a hub id.",
             )
         return ModelSource(spec, "directory", str(path.resolve()), str(path.resolve()))
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    if path.exists():
+        raise UserError(
+            f"Model path {spec} is a file, not a model.",
+            "Pass a directory saved with save_pretrained, a .gguf file, a hub id or "
+            f"the alias {embedded.ALIAS!r}.",
+        )
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise UserError(f"Model path {spec} does not exist.", "Check the path given to --model.")
     return ModelSource(spec, "hub", spec, spec)
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def pick_device(requested: str) -> str:
@@ -123,9 +141,9 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(torch, resolved_dtype))
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing files, unreadable config.json or weights
         raise UserError(
-            f"Could not load model {spec!r}: {str(err).splitlines()[0]}",
+            f"Could not load model {spec!r}: {(str(err).strip().splitlines() or [type(err).__name__])[0]}",
             "Without network access pass a local directory, a .gguf file or the embedded "
             f"alias {embedded.ALIAS!r}.",
         ) from None
