@@ -64,11 +64,11 @@ def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
             command += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             command += ["--ro-bind", directory, directory]
-    for directory in _installation_dirs(interpreter):
-        command += ["--ro-bind", directory, directory]
     command += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
-    command += ["--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR, "--chdir", WORK_DIR]
-    command += ["--remount-ro", "/"]
+    command += ["--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR]
+    for directory in _installation_dirs(interpreter):  # after the tmpfs: it may lie under /tmp
+        command += ["--ro-bind", directory, directory]
+    command += ["--chdir", WORK_DIR, "--remount-ro", "/"]
     return command
 
 
