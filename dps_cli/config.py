@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class SampleConfig:
     backend: str = "auto"  # auto | hf | vllm; the pipeline resolves auto before writing the manifest
     run_seed: int = 0
     flush_every: int = 16
-    command: str = ""
+    command: str = field(default="", compare=False)  # provenance, not a setting
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -131,6 +131,50 @@ class SampleConfig:
             "run_seed": self.run_seed,
             "backend": self.backend,
         }
+
+
+def sample_argv(config: SampleConfig, omit: tuple[str, ...] = ()) -> list[str]:
+    """The options of ``dps sample`` that parse back to ``config`` (``command`` aside).
+
+    Every setting is written out, so the argv means the same under another version's defaults
+    and inside a Slurm array (where a missing ``--shard`` would be read from the environment).
+    ``omit`` drops options by name (e.g. ``("--shard", "--seeds")`` for a script that appends
+    its own). Every Slurm script runs `dps sample` with this argv.
+    """
+    values: dict[str, str | None] = {
+        "--bench": config.bench, "--model": config.model, "--method": config.method,
+        "--k": str(config.k), "--alpha": repr(config.alpha),
+        "--temperature": None if config.temperature is None else repr(config.temperature),
+        "--max-new-tokens": str(config.max_new_tokens), "--blocks": str(config.blocks),
+        "--checkpoints": ",".join(str(block) for block in config.checkpoints),
+        "--hidden-layer": "none" if config.hidden_layer is None else str(config.hidden_layer),
+        "--controller": config.controller,
+        "--tau": None if config.tau is None else repr(config.tau),
+        "--registry": None if config.registry is None else str(config.registry),
+        "--seeds": format_seeds(config.seeds),
+        "--limit": None if config.limit is None else str(config.limit),
+        "--offset": str(config.offset), "--shard": f"{config.shard[0]}/{config.shard[1]}",
+        "--data": None if config.data is None else str(config.data), "--out": str(config.out),
+        "--device": config.device, "--dtype": config.dtype,
+        "--batch-size": None if config.batch_size is None else str(config.batch_size),
+        "--backend": config.backend, "--flush-every": str(config.flush_every), "--run-seed": str(config.run_seed),
+    }  # fmt: skip
+    unknown = set(omit) - set(values)
+    if unknown:
+        raise ValueError(f"not options of dps sample: {sorted(unknown)}")
+    return [part for name, value in values.items() if value is not None and name not in omit
+            for part in (name, value)]  # fmt: skip
+
+
+def format_seeds(seeds: tuple[int, ...]) -> str:
+    """The inverse of `parse_seeds`: ``(0, 1, 2, 3, 7)`` -> ``"0-3,7"`` (order kept)."""
+    runs: list[list[int]] = []
+    for seed in seeds:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

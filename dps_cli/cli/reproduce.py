@@ -58,6 +58,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--slurm", action="store_true", help="Submit every stage as Slurm jobs and exit."
     )
+    parser.add_argument(
+        "--sbatch", action="append", default=[], metavar="KEY=VALUE",
+        help="Extra #SBATCH option for every job, e.g. partition=cpu (repeatable; KEY= drops one).",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -67,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dps_cli.errors import DpsError
     from dps_cli.pipeline.profiles import get_profile
+    from dps_cli.pipeline.slurm import parse_sbatch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[
         RichHandler(console=Console(stderr=True), show_path=False)])  # fmt: skip
@@ -76,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = ReproduceOptions(
             task=args.task, profile=get_profile(args.profile), model=args.model,
             out_dir=args.out_dir, reports_dir=args.reports_dir, registry=args.registry,
-            device=args.device,
+            device=args.device, sbatch=parse_sbatch(args.sbatch),
         )  # fmt: skip
         if args.slurm:
             return _submit(options, args.stage, errors)
@@ -99,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _submit(options: ReproduceOptions, stage: str, errors: Console) -> int:
-    from dps_cli.pipeline.reproduce_slurm import submit_reproduction
+    from dps_cli.pipeline.reproduce_slurm import resume_command, submit_reproduction
 
     if stage != "all":
         raise UserError("--slurm submits the whole pipeline; it cannot be combined with --stage.")
@@ -107,6 +112,11 @@ def _submit(options: ReproduceOptions, stage: str, errors: Console) -> int:
     for job in jobs:
         errors.print(f"{job.name}: job {job.job_id} ({job.script})")
     Console().print(f"Submitted {len(jobs)} jobs; the report job is {jobs[-1].job_id}.")
+    Console(soft_wrap=True).print(
+        "A failed or cancelled job cancels the jobs after it. Once none is left in the queue, "
+        f"resume (finished work is skipped) with:\n{resume_command(options)}",
+        highlight=False, markup=False,
+    )  # fmt: skip
     return 0
 
 

@@ -25,7 +25,7 @@ def sample(
     checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides).", rich_help_panel=METHOD_PANEL)] = "2,4,8",
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = "11",
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,
-    tau: Annotated[Optional[float], typer.Option(help="Escalate k when 1 - p_enough > tau (default: the controller's recommended tau).", rich_help_panel=METHOD_PANEL)] = None,
+    tau: Annotated[Optional[float], typer.Option(help="Escalate k when 1 - p_enough > tau (default: the controller's recommended tau, else 0.5).", rich_help_panel=METHOD_PANEL)] = None,
     registry: Annotated[Optional[Path], typer.Option(help="Controller registry directory (default: DPS_HOME or the user data dir).", rich_help_panel=METHOD_PANEL)] = None,
     seeds: Annotated[str, typer.Option(help="Sample seeds per question, e.g. 0-7 or 0,3.", rich_help_panel=RUN_PANEL)] = "0",
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N questions.", rich_help_panel=RUN_PANEL)] = None,
@@ -40,6 +40,7 @@ def sample(
     flush_every: Annotated[int, typer.Option(help="Write a Parquet part once N finished samples wait, or 10 s after a sample finishes if sooner. SIGTERM and Ctrl-C write every finished sample; a SIGKILL or crash loses at most the samples in flight and those finished in the last 10 s (at most N).", rich_help_panel=RUN_PANEL)] = 16,
     run_seed: Annotated[int, typer.Option(help="Seed of the run; with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = 0,
     slurm_array: Annotated[Optional[int], typer.Option(help="Print the sbatch script for an N-task Slurm array running this command, and exit.", rich_help_panel=RUN_PANEL)] = None,
+    sbatch: Annotated[Optional[list[str]], typer.Option(help="With --slurm-array: an #SBATCH option KEY=VALUE, e.g. partition=cpu (repeatable; KEY= drops a default such as gres=).", rich_help_panel=RUN_PANEL)] = None,
 ) -> None:
     """Sample completions and store them as a resumable run.
 
@@ -50,6 +51,8 @@ def sample(
       dps sample --bench math500 --model Qwen/Qwen2.5-Math-7B --seeds 0-7 --out runs/qwen-k8
 
       dps sample --bench math500 --method dps --controller my-gbdt --tau 0.5
+
+      dps sample --bench math500 --seeds 0-7 --slurm-array 8 --sbatch partition=gpu > array.sbatch
 
     Rerunning the same command resumes: (question, seed) pairs already stored are skipped.
     SIGTERM (how Slurm stops a job) or Ctrl-C writes every finished sample, prints one line and
@@ -73,9 +76,10 @@ def sample(
         flush_every=flush_every,
     )
     if slurm_array is not None:
-        from dps_cli.pipeline.slurm import sample_array_script
+        from dps_cli.pipeline.slurm import parse_sbatch, resources_for_device, sample_array_script
 
-        typer.echo(sample_array_script(sys.argv[1:], slurm_array))
+        resources = {**resources_for_device(device), **parse_sbatch(sbatch or [])}
+        typer.echo(sample_array_script(config, slurm_array, resources), nl=False)
         return
     from dps_cli.cli.progress import sample_progress
     from dps_cli.pipeline.sample import sample as run_sample

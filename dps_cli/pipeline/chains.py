@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 # Decoding is memory-bound: a GPU step of 64 chains costs little more than one of 1.
 AUTO_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}
+#: Tau for a controller whose replay recommends none (no held-out pairs): the middle of (0, 1).
+FALLBACK_TAU = 0.5
+
+logger = logging.getLogger(__name__)
 
 
 def batch_size(config: SampleConfig, device: str) -> int:
@@ -56,7 +61,11 @@ def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> A
 
 
 def with_default_tau(config: SampleConfig) -> SampleConfig:
-    """DPS without --tau uses the controller's recommended tau (from its held-out sweep)."""
+    """The one place tau is resolved: --tau, else the controller's recommended tau, else FALLBACK_TAU.
+
+    `dps sample`, the in-process reproduction and its Slurm jobs all pass tau=None for "the
+    controller's choice" and resolve it here, when sampling starts, so they agree.
+    """
     if config.method != "dps" or config.tau is not None:
         return config
     from dataclasses import replace
@@ -66,10 +75,9 @@ def with_default_tau(config: SampleConfig) -> SampleConfig:
     assert config.controller is not None
     card = load_controller(config.controller, config.registry).card
     if card.recommended_tau is None:
-        from dps_cli.errors import UserError
-
-        raise UserError(f"Controller {config.controller!r} has no recommended tau "
-                        "(its held-out sweep had no question with runs at every k).", "Pass --tau.")
+        logger.warning("controller %s recommends no tau (its held-out sweep had no question with "
+                       "runs at every k); using tau %s", config.controller, FALLBACK_TAU)  # fmt: skip
+        return replace(config, tau=FALLBACK_TAU)
     return replace(config, tau=float(card.recommended_tau))
 
 

@@ -109,6 +109,7 @@ CPU = Profile(
     gbdt_iterations=300,
     mlp_epochs=100,
     train_threads=2,
+    sbatch={"cpus-per-task": "2", "mem": "8G"},  # SLURM=1: a CPU node, no GPU
     description="embedded SmolLM2-135M on 2 CPU cores, 48 new tokens, 10-20 minutes",
     # a k=8 chain costs ~528 tokens, a plain sample at most 48: majority voting needs ~11
     # samples to spend as much; 16 leave room for samples that stop early (~8k tokens, ~2 min)
@@ -149,6 +150,29 @@ CPU_LARGE = Profile(
     controller_test_fraction=0.5,
 )
 
+# A smoke test of the whole pipeline, e.g. on a new cluster (`make reproduce PROFILE=smoke
+# SLURM=1`): 3 training and 2 held-out questions, one seed, 8 new tokens in 2 blocks, one
+# array task per run asking for 1 CPU. Minutes on the embedded model; the Slurm tests run it on a tiny
+# random model (--model DIR). Its numbers mean nothing.
+SMOKE = Profile(
+    name="smoke",
+    model="smollm2-135m",
+    alpha=4.0,
+    max_new_tokens=8,
+    blocks=2,
+    checkpoints=(1,),
+    hidden_layer=1,
+    seeds=(0,),
+    train_questions=3,
+    test_questions=2,
+    batch_size=8,
+    gbdt_iterations=10,
+    mlp_epochs=2,
+    train_threads=1,
+    sbatch={"cpus-per-task": "1", "mem": "2G"},
+    description="3 + 2 questions, 8 new tokens: checks the pipeline runs, not what it finds",
+)
+
 # The paper's setting (DPS paper / Karan & Du 2025): Qwen2.5-Math-7B on MATH500, alpha 4,
 # 3072 new tokens in 16 blocks, checkpoints after blocks 2, 4 and 8, 8 seeds, k up to 8.
 # MATH500 is split 250/250 by data order: the first 250 problems train the controllers, the
@@ -173,7 +197,9 @@ PAPER = Profile(
     vote_seeds=tuple(range(48)),
 )
 
-PROFILES: dict[str, Profile] = {profile.name: profile for profile in (CPU, CPU_LARGE, PAPER)}
+PROFILES: dict[str, Profile] = {
+    profile.name: profile for profile in (CPU, CPU_LARGE, PAPER, SMOKE)
+}
 
 
 def get_profile(name: str) -> Profile:

@@ -44,8 +44,6 @@ logger = logging.getLogger(__name__)
 STAGES = ("sample-train", "collect-train", "sample-test", "report")
 TABLE_NAME = "train-table.parquet"
 TIMINGS_NAME = "timings.json"
-#: Tau for a controller whose replay recommends none (no held-out pairs): the middle of (0, 1).
-FALLBACK_TAU = 0.5
 METHOD_NAMES = {"gbdt": "DPS-GBDT", "mlp-h": "DPS-MLP-H", "mlp-hq": "DPS-MLP-HQ"}
 
 ProgressFactory = Callable[[str], AbstractContextManager[ProgressCallback | None]]
@@ -62,6 +60,8 @@ class ReproduceOptions:
     reports_dir: Path = Path("reports")
     registry: Path | None = None
     device: str = "auto"
+    #: Extra ``#SBATCH`` options for every Slurm job (``--sbatch KEY=VALUE``); see pipeline.slurm.
+    sbatch: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -139,13 +139,17 @@ def train_configs(options: ReproduceOptions) -> list[SampleConfig]:
     ]
 
 
-def test_configs(options: ReproduceOptions, taus: dict[str, float | None]) -> list[SampleConfig]:
-    """Held-out runs: fixed k=8, DPS per controller (tau from ``taus``), temperature 1/alpha."""
+def test_configs(options: ReproduceOptions) -> list[SampleConfig]:
+    """Held-out runs: fixed k=8, DPS per controller, temperature 1/alpha.
+
+    DPS runs leave tau unset: `dps sample` resolves it from the controller's card when it
+    starts (`dps_cli.pipeline.chains.with_default_tau`), in process and under Slurm alike.
+    """
     runs = {run.name: run for _, run in test_runs(options)}
     fixed = base_config(options, runs[f"test-k{options.profile.baseline_k}"], "power", test=True)
     dps = [
         base_config(options, runs[f"test-dps-{kind}"], "dps", test=True,
-                    controller=controller_name(options.task, kind), tau=taus.get(kind))
+                    controller=controller_name(options.task, kind))
         for kind in CONTROLLER_KINDS
     ]  # fmt: skip
     temperature = base_config(
@@ -256,26 +260,12 @@ def ensure_controller(
         shutil.rmtree(stale)
 
 
-def controller_taus(options: ReproduceOptions) -> dict[str, float | None]:
-    """Each controller's recommended tau (FALLBACK_TAU when its replay recommends none)."""
-    from dps_cli.controllers.artifacts import controller_dir, read_card
-
-    taus: dict[str, float | None] = {}
-    for kind in CONTROLLER_KINDS:
-        name = controller_name(options.task, kind)
-        card = read_card(controller_dir(name, options.registry_dir))
-        if card.recommended_tau is None:
-            logger.warning("controller %s recommends no tau; using %s", name, FALLBACK_TAU)
-        taus[kind] = FALLBACK_TAU if card.recommended_tau is None else card.recommended_tau
-    return taus
-
-
 def stage_sample_test(
     options: ReproduceOptions, progress: ProgressFactory | None, result: ReproduceResult
 ) -> None:
     """The held-out runs: fixed k=8, DPS with each controller, temperature 1/alpha."""
     check_split(options)
-    sample_runs(test_configs(options, controller_taus(options)), progress, result)
+    sample_runs(test_configs(options), progress, result)
 
 
 def stage_report(options: ReproduceOptions, result: ReproduceResult) -> None:

@@ -2,20 +2,27 @@
 
 Submission order (every script is kept in ``<out>/slurm/`` for users to read or adapt):
 
-1. one array per fixed-k training run (k = 2, 4, 6, 8); one task per (shard, seed), each running
-   ``dps sample ... --shard i/n --seeds s`` into the shared run directory;
+1. one array per fixed-k training run (k = 2, 4, 6, 8) of ``slurm_shards × seeds`` tasks, task i
+   running ``dps sample ... --shard i/n`` into the shared run directory;
 2. one job ``reproduce --stage collect-train`` after all training arrays;
 3. arrays for the fixed k=8 and temperature baselines (no dependency: they need no controller),
-   and one DPS array per controller after the training job (tau: the controller's recommended
-   one, read by `dps sample` from the card when the task starts);
+   and one DPS array per controller after the training job (tau: resolved by `dps sample` from
+   the controller's card when the task starts, exactly as in process);
 4. one job ``reproduce --stage report`` after every held-out array.
 
-Slurm does the queueing, waiting and retries; we only write scripts and call ``sbatch``.
+Every sampling script runs `dps sample` with the argv of the stage's `SampleConfig`
+(`dps_cli.config.sample_argv`). Resources: sampling arrays take the profile's ``sbatch``
+options, the other jobs the same without a GPU; ``ReproduceOptions.sbatch`` (``--sbatch``)
+overrides both. A failed job cancels every job that depends on it; `resume_command` is the
+command that resumes: it submits the pipeline again, leaving out the training and baseline
+arrays whose runs are complete, and every stage skips finished work.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,14 +30,21 @@ from pathlib import Path
 
 from dps_cli.config import SampleConfig
 from dps_cli.pipeline.reproduce import ReproduceOptions, check_split, test_configs, train_configs
-from dps_cli.pipeline.slurm import job_script, require_sbatch, seed_shard_array_script, submit_job
+from dps_cli.pipeline.slurm import (
+    job_script,
+    require_sbatch,
+    sample_array_script,
+    submit_job,
+    without_gpu,
+)
 from dps_cli.runs.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
 SLURM_DIR = "slurm"
-#: Collect, training and the report need no GPU.
-CPU_JOB = {"gres": "", "cpus-per-task": "4", "mem": "16G", "time": "4:00:00"}
+#: How the jobs run dps: this interpreter, so a job finds the same installation.
+DPS_PROGRAM = (sys.executable, "-m", "dps_cli")
+REPRODUCE_PROGRAM = (sys.executable, "-m", "dps_cli.pipeline.reproduce")
 
 
 @dataclass(frozen=True)
@@ -43,40 +57,26 @@ class SubmittedJob:
     after: tuple[str, ...]
 
 
-def sample_argv(config: SampleConfig) -> list[str]:
-    """``python -m dps_cli sample`` arguments reproducing ``config`` (seeds and shard excluded)."""
+def reproduce_argv(options: ReproduceOptions) -> list[str]:
+    """The reproduce options that rebuild ``options`` (paths as given, ``--sbatch`` included)."""
     argv = [
-        sys.executable, "-m", "dps_cli", "sample", "--bench", config.bench, "--model", config.model,
-        "--method", config.method, "--k", str(config.k), "--alpha", f"{config.alpha:g}",
-        "--max-new-tokens", str(config.max_new_tokens), "--blocks", str(config.blocks),
-        "--checkpoints", ",".join(str(b) for b in config.checkpoints),
-        "--hidden-layer", "none" if config.hidden_layer is None else str(config.hidden_layer),
-        "--offset", str(config.offset), "--out", str(config.out), "--device", config.device,
-        "--run-seed", str(config.run_seed),
+        "--task", options.task, "--profile", options.profile.name, "--model", options.model_id,
+        "--out-dir", str(options.out), "--reports-dir", str(options.reports_dir),
+        "--registry", str(options.registry_dir), "--device", options.device,
     ]  # fmt: skip
-    if config.limit is not None:
-        argv += ["--limit", str(config.limit)]
-    if config.temperature is not None:
-        argv += ["--temperature", f"{config.temperature:g}"]
-    if config.controller is not None:
-        argv += ["--controller", config.controller]
-    if config.registry is not None:
-        argv += ["--registry", str(config.registry)]
-    if config.tau is not None:
-        argv += ["--tau", f"{config.tau:g}"]
-    if config.batch_size is not None:
-        argv += ["--batch-size", str(config.batch_size)]
+    for key, value in options.sbatch.items():
+        argv += ["--sbatch", key if value is None else f"{key}={value}"]
     return argv
 
 
 def stage_argv(options: ReproduceOptions, stage: str) -> list[str]:
     """``python -m dps_cli.pipeline.reproduce --stage STAGE`` with this reproduction's paths."""
-    return [
-        sys.executable, "-m", "dps_cli.pipeline.reproduce", "--stage", stage,
-        "--task", options.task, "--profile", options.profile.name, "--model", options.model_id,
-        "--out-dir", str(options.out), "--reports-dir", str(options.reports_dir),
-        "--registry", str(options.registry_dir), "--device", options.device,
-    ]  # fmt: skip
+    return [*REPRODUCE_PROGRAM, "--stage", stage, *reproduce_argv(options)]
+
+
+def resume_command(options: ReproduceOptions) -> str:
+    """The shell command that resubmits the reproduction; finished work is skipped."""
+    return shlex.join([*REPRODUCE_PROGRAM, "--slurm", *reproduce_argv(_absolute(options))])
 
 
 def submit_reproduction(options: ReproduceOptions) -> list[SubmittedJob]:
@@ -87,6 +87,7 @@ def submit_reproduction(options: ReproduceOptions) -> list[SubmittedJob]:
     folder = options.out / SLURM_DIR
     folder.mkdir(parents=True, exist_ok=True)
     profile = options.profile
+    resume = f"once the queue holds none of its jobs, resume the pipeline with: {resume_command(options)}"
     jobs: list[SubmittedJob] = []
 
     def submit(name: str, script: str, after: Sequence[str] = ()) -> str:
@@ -97,31 +98,54 @@ def submit_reproduction(options: ReproduceOptions) -> list[SubmittedJob]:
                     f" (after {', '.join(after)})" if after else "")  # fmt: skip
         return job_id
 
-    def array(config: SampleConfig, after: Sequence[str] = ()) -> str:
+    def array(config: SampleConfig, after: Sequence[str] = ()) -> str | None:
         name = config.out.name
-        sbatch = {**profile.sbatch, "job-name": f"dps-{name}",
-                  "output": str(folder / f"{name}-%A_%a.out")}  # fmt: skip
-        script = seed_shard_array_script(
-            sample_argv(config), profile.slurm_shards, profile.seeds, sbatch
-        )
+        if not after and is_complete(config):
+            logger.info("%s holds every sample already; not submitted", name)
+            return None
+        sbatch = {"job-name": f"dps-{name}", "output": str(folder / f"{name}-%A_%a.out"),
+                  **profile.sbatch, **options.sbatch}  # fmt: skip
+        tasks = profile.slurm_shards * len(config.seeds)  # as many tasks as (shard, seed) pairs
+        script = sample_array_script(config, tasks, sbatch, DPS_PROGRAM, resume)
         return submit(name, script, after)
 
     def single(stage: str, after: Sequence[str]) -> str:
-        sbatch = {**CPU_JOB, "job-name": f"dps-{stage}", "output": str(folder / f"{stage}-%j.out")}
-        return submit(stage, job_script(stage_argv(options, stage), sbatch), after)
+        sbatch = {"job-name": f"dps-{stage}", "output": str(folder / f"{stage}-%j.out"),
+                  **without_gpu({**profile.sbatch, **options.sbatch})}  # fmt: skip
+        return submit(stage, job_script(stage_argv(options, stage), sbatch, resume), after)
 
+    # An array that waits for controllers is always submitted: retraining them removes its run.
     train_ids = [array(config) for config in train_configs(options)]
-    trained = single("collect-train", train_ids)
-    configs = test_configs(options, {})  # DPS tasks read the recommended tau from the card
-    test_ids = [array(c, [trained] if c.method == "dps" else []) for c in configs]
-    single("report", test_ids)
+    trained = single("collect-train", [job for job in train_ids if job])
+    test_ids = [array(c, [trained] if c.method == "dps" else []) for c in test_configs(options)]
+    single("report", [job for job in test_ids if job])
     return jobs
+
+
+def is_complete(config: SampleConfig) -> bool:
+    """Whether ``config.out`` is this config's run and stores every (question, seed) pair."""
+    from dps_cli.pipeline.sample import select_questions
+    from dps_cli.runs.store import RunStore
+    from dps_cli.tasks import get_task
+
+    store = RunStore(config.out)
+    if not store.manifest_path.is_file():
+        return False
+    stored = store.read_manifest().get("config", {})
+    wanted = json.loads(json.dumps(config.identity()))
+    # "auto" settings are resolved by `dps sample` before it writes the manifest.
+    if any(value != stored.get(key) and value != "auto" for key, value in wanted.items()):
+        return False
+    questions = select_questions(get_task(config.bench).load(config.data), config)
+    return {(q.id, seed) for q in questions for seed in config.seeds} <= store.completed_keys()
 
 
 def _absolute(options: ReproduceOptions) -> ReproduceOptions:
     """Jobs may start in another directory: pin every path."""
+    model = Path(options.model_id)
     return replace(
         options,
+        model=str(model.resolve()) if model.exists() else options.model_id,
         out_dir=options.out.resolve(),
         reports_dir=options.reports_dir.resolve(),
         registry=options.registry_dir.resolve(),

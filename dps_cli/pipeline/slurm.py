@@ -1,105 +1,150 @@
-"""Slurm array scripts: one array task per shard, each running `dps sample --shard i/n`.
+"""Slurm scripts: arrays of `dps sample` shards and single jobs, and ``sbatch`` submission.
 
-Slurm does the scheduling, retries and dependencies; we only write the script it runs.
+Slurm does the scheduling, retries and dependencies; we only write the scripts it runs. Every
+script that samples runs `dps sample` with `dps_cli.config.sample_argv` of its `SampleConfig`,
+so a script means exactly what the config means.
+
+Resources (``#SBATCH`` options) come in layers, later ones winning: the script's own (job name,
+log file), a preset (`resources_for_device` for `dps sample --slurm-array`: a GPU for
+``auto``/``cuda``, none for ``cpu``; the profile's for `make reproduce SLURM=1`), then the
+user's ``--sbatch KEY=VALUE``. An empty value drops an option; a key without ``=`` is a flag
+(``--sbatch requeue``).
+
+Failure handling: a cancelled or preempted array task keeps the samples it finished, and
+submitting the same script again resumes it (stored pairs are skipped). Jobs submitted with a
+dependency use ``afterok`` with ``--kill-on-invalid-dep=yes``, so a failed stage cancels the
+stages that depend on it instead of leaving them pending forever.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-SBATCH_DEFAULTS = {
-    "job-name": "dps-sample",
-    "gres": "gpu:1",
-    "cpus-per-task": "8",
-    "mem": "64G",
-    "time": "24:00:00",
-    "output": "slurm-%A_%a.out",
-}
+from dps_cli.config import SampleConfig, sample_argv
+from dps_cli.errors import UserError
+
+#: ``#SBATCH`` options: a value, ``None`` for a flag without value, ``""`` to drop the option.
+SbatchOptions = Mapping[str, str | None]
+
+#: One GPU with room for a 7B model; what `dps sample --device auto|cuda` asks for.
+GPU_RESOURCES: dict[str, str | None] = {"gres": "gpu:1", "cpus-per-task": "8", "mem": "64G"}
+#: A CPU run of a small model: fits a 2-CPU node; asks for no GPU.
+CPU_RESOURCES: dict[str, str | None] = {"cpus-per-task": "2", "mem": "8G"}
+#: Options only `dps` sets: the array range follows the shards, dependencies the stages.
+MANAGED_OPTIONS = ("array", "dependency")
+#: Options that ask for a GPU, dropped for jobs that need none (collect, training, reports).
+GPU_OPTIONS = ("gres", "gpus", "gpus-per-node", "gpus-per-task", "gpus-per-socket")
 
 
-def _without_options(argv: Sequence[str], names: set[str]) -> list[str]:
-    """Drop ``--name value`` / ``--name=value`` pairs for the given option names."""
-    kept: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in names:
-            skip = "=" not in arg
-            continue
-        kept.append(arg)
-    return kept
+def parse_sbatch(items: Iterable[str]) -> dict[str, str | None]:
+    """``["partition=cpu", "gres=", "requeue"]`` -> ``{"partition": "cpu", "gres": "", "requeue": None}``."""
+    options: dict[str, str | None] = {}
+    for item in items:
+        key, has_value, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not key or " " in key:
+            raise UserError(f"--sbatch {item!r} is not KEY=VALUE.",
+                            "For example --sbatch partition=gpu --sbatch time=4:00:00.")  # fmt: skip
+        if key in MANAGED_OPTIONS:
+            raise UserError(f"--sbatch {key}=... is set by dps itself.",
+                            "Pick the shard count with --slurm-array or the profile instead.")  # fmt: skip
+        options[key] = value.strip() if has_value else None
+    return options
 
 
-def _sbatch_header(options: dict[str, str]) -> str:
-    """``#SBATCH --key=value`` lines; an empty value drops that option."""
-    return "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items() if value)
+def resources_for_device(device: str) -> dict[str, str | None]:
+    """The resources a run on ``device`` asks for: a GPU unless it runs on the CPU (or MPS)."""
+    return dict(CPU_RESOURCES if device.split(":")[0] in ("cpu", "mps") else GPU_RESOURCES)
 
 
-def sample_array_script(argv: Sequence[str], tasks: int, sbatch: dict[str, str] | None = None) -> str:
-    """The sbatch script for a ``tasks``-wide array running ``dps sample <argv>`` sharded."""
+def without_gpu(options: SbatchOptions) -> dict[str, str | None]:
+    """``options`` minus every option that asks for a GPU."""
+    return {key: value for key, value in options.items() if key not in GPU_OPTIONS}
+
+
+def sbatch_header(*layers: SbatchOptions) -> str:
+    """``#SBATCH`` lines of the merged ``layers`` (later wins); ``""`` drops an option."""
+    merged: dict[str, str | None] = {}
+    for layer in layers:
+        merged.update(layer)
+    return "\n".join(
+        f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={value}"
+        for key, value in merged.items()
+        if value != ""
+    )
+
+
+def pinned(config: SampleConfig) -> SampleConfig:
+    """``config`` with absolute paths: a job may start in another directory."""
+    model = Path(config.model)
+    return replace(
+        config,
+        out=config.out.resolve(),
+        data=config.data.resolve() if config.data else None,
+        registry=config.registry.resolve() if config.registry else None,
+        model=str(model.resolve()) if model.exists() else config.model,
+    )
+
+
+def sample_array_script(
+    config: SampleConfig,
+    tasks: int,
+    sbatch: SbatchOptions | None = None,
+    program: Sequence[str] = ("dps",),
+    resume_hint: str = "submit this script again to finish the run (stored samples are skipped)",
+) -> str:
+    """The sbatch script of a ``tasks``-wide array running ``config``, task i on shard i/tasks.
+
+    Every task writes into the same run directory, each as the one writer of its own shard;
+    a rerun of a task resumes it. ``sbatch`` gives every resource (see the module docstring).
+    """
     if tasks < 1:
-        from dps_cli.errors import UserError
-
         raise UserError(f"--slurm-array {tasks} must be at least 1.")
-    options = {**SBATCH_DEFAULTS, **(sbatch or {}), "array": f"0-{tasks - 1}"}
-    args = _without_options(list(argv)[1:] if argv and argv[0] == "sample" else argv,
-                            {"--slurm-array", "--shard"})
-    header = _sbatch_header(options)
-    command = shlex.join(["dps", "sample", *args])
+    config = pinned(config)
+    command = shlex.join([*program, "sample", *sample_argv(config, omit=("--shard",))])
+    header = sbatch_header(
+        {"job-name": f"dps-{config.out.name}", "output": "slurm-%A_%a.out"},
+        dict(sbatch or {}), {"array": f"0-{tasks - 1}"},
+    )  # fmt: skip
     return (
-        "#!/bin/bash\n"
-        f"{header}\n"
-        "# Each array task samples every n-th question; rerunning a task resumes it.\n"
-        "set -euo pipefail\n"
+        f"#!/bin/bash\n{header}\n"
+        "# Each array task samples every n-th question into the same run directory. A cancelled\n"
+        "# or failed task keeps its finished samples: submit this script again to finish the run.\n"
+        f"{_preamble(resume_hint)}"
         f'{command} --shard "${{SLURM_ARRAY_TASK_ID}}/{tasks}"\n'
     )
 
 
-def seed_shard_array_script(
-    command: Sequence[str], shards: int, seeds: Sequence[int], sbatch: dict[str, str] | None = None
-) -> str:
-    """An sbatch array of ``shards × len(seeds)`` tasks, each running ``command`` on one pair.
+def job_script(command: Sequence[str], sbatch: SbatchOptions | None = None, resume_hint: str = "") -> str:
+    """An sbatch script for one (non-array) job running ``command``; ``sbatch`` gives resources."""
+    header = sbatch_header({"output": "slurm-%j.out"}, dict(sbatch or {}))
+    return f"#!/bin/bash\n{header}\n{_preamble(resume_hint)}{shlex.join(list(command))}\n"
 
-    Task t samples shard ``t // len(seeds)`` with seed ``seeds[t % len(seeds)]``, appending
-    ``--shard i/n --seeds s`` to ``command`` (a full argv, e.g. ``python -m dps_cli sample ...``).
-    Every task writes into the same run directory; rerunning a task resumes it. An empty value
-    in ``sbatch`` drops that default (e.g. ``{"gres": ""}`` for a CPU-only array).
+
+def _preamble(resume_hint: str) -> str:
+    """Strict bash; on failure, tell the job's log how to resume; threads = allocated CPUs.
+
+    Without CPU binding every task would start one thread per core of the node, and tasks that
+    share a node would slow each other down.
     """
-    if shards < 1 or not seeds:
-        from dps_cli.errors import UserError
-
-        raise UserError(f"A Slurm array needs at least one shard and one seed (got {shards}, {list(seeds)}).")
-    options = {**SBATCH_DEFAULTS, **(sbatch or {}), "array": f"0-{shards * len(seeds) - 1}"}
-    header = _sbatch_header(options)
-    return (
-        "#!/bin/bash\n"
-        f"{header}\n"
-        "# Array task t samples shard t / SEEDS with seed SEEDS[t % SEEDS]; a rerun resumes it.\n"
-        "set -euo pipefail\n"
-        f"SEEDS=({' '.join(str(seed) for seed in seeds)})\n"
-        'SHARD=$(( SLURM_ARRAY_TASK_ID / ${#SEEDS[@]} ))\n'
-        'SEED=${SEEDS[$(( SLURM_ARRAY_TASK_ID % ${#SEEDS[@]} ))]}\n'
-        f'{shlex.join(list(command))} --shard "${{SHARD}}/{shards}" --seeds "${{SEED}}"\n'
-    )
-
-
-def job_script(command: Sequence[str], sbatch: dict[str, str] | None = None) -> str:
-    """An sbatch script for one (non-array) job running ``command``; an empty value drops a default."""
-    options = {**SBATCH_DEFAULTS, "output": "slurm-%j.out", **(sbatch or {})}
-    header = _sbatch_header(options)
-    return f"#!/bin/bash\n{header}\nset -euo pipefail\n{shlex.join(list(command))}\n"
+    lines = ["set -euo pipefail"]
+    if resume_hint:
+        echo = f"echo {shlex.quote(f'dps: this job failed; {resume_hint}')} >&2"
+        lines.append(f"trap {shlex.quote(echo)} ERR")
+    lines.append('if [[ -n "${SLURM_CPUS_PER_TASK:-}" && -z "${OMP_NUM_THREADS:-}" ]]; then '
+                 "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi")  # fmt: skip
+    return "".join(f"{line}\n" for line in lines)
 
 
 def submit_job(script: Path, after: Sequence[str] = ()) -> str:
-    """``sbatch --parsable [--dependency=afterok:ID:...] SCRIPT``; returns the new job's id.
+    """``sbatch --parsable [--dependency=afterok:ID:... --kill-on-invalid-dep=yes] SCRIPT``.
 
     Slurm does the waiting: a job with ``afterok`` starts only once every listed job (every
-    task of an array) has finished successfully.
+    task of an array) has finished successfully, and is cancelled if one of them fails.
+    Returns the new job's id.
     """
     import subprocess
 
@@ -107,7 +152,7 @@ def submit_job(script: Path, after: Sequence[str] = ()) -> str:
 
     command = [require_sbatch(), "--parsable"]
     if after:
-        command.append(f"--dependency=afterok:{':'.join(after)}")
+        command += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
     command.append(str(script))
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -118,8 +163,6 @@ def submit_job(script: Path, after: Sequence[str] = ()) -> str:
 def require_sbatch() -> str:
     """The path of ``sbatch``; a UserError saying what to do when it is not on PATH."""
     import shutil
-
-    from dps_cli.errors import UserError
 
     sbatch = shutil.which("sbatch")
     if sbatch is None:

@@ -222,7 +222,7 @@ def test_slurm_submission_order_and_scripts(
 
     script = jobs[1].script.read_text()
     assert "#SBATCH --array=0-5" in script  # 3 shards x 2 seeds
-    assert "SEEDS=(0 1)" in script and '--shard "${SHARD}/3" --seeds "${SEED}"' in script
+    assert "--seeds 0-1" in script and script.endswith('--shard "${SLURM_ARRAY_TASK_ID}/6"\n')
     assert " -m dps_cli sample --bench arith " in script and " --k 4 " in script
     assert f"--out {options.out.resolve() / 'train-k4'}" in script
     dps_script = next(job for job in jobs if job.name == "test-dps-mlp-h").script.read_text()
@@ -254,10 +254,25 @@ def test_cli_reports_user_errors(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "No run at" in capsys.readouterr().err
 
 
-def test_slurm_script_of_one_seed_shard_array() -> None:
-    from dps_cli.pipeline.slurm import seed_shard_array_script
+def test_slurm_resources_come_from_the_profile_and_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: ReproduceOptions
+) -> None:
+    from dps_cli.pipeline.profiles import PAPER
+    from dps_cli.pipeline.reproduce_slurm import resume_command, submit_reproduction
 
-    script = seed_shard_array_script(["dps", "sample", "--k", "8"], 4, (0, 3), {"gres": ""})
-    assert "#SBATCH --array=0-7" in script and "#SBATCH --gres" not in script
-    assert "SHARD=$(( SLURM_ARRAY_TASK_ID / ${#SEEDS[@]} ))" in script
-    assert script.endswith('dps sample --k 8 --shard "${SHARD}/4" --seeds "${SEED}"\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LOG_DIR", str(tmp_path))
+    cpu = submit_reproduction(replace(options, sbatch={"partition": "small", "mem": "1G"}))
+    script = cpu[0].script.read_text()
+    assert "gres" not in script and "#SBATCH --cpus-per-task=2" in script  # the CPU profile's
+    assert "#SBATCH --partition=small" in script and "#SBATCH --mem=1G" in script
+    gpu = submit_reproduction(replace(options, profile=replace(options.profile, sbatch=PAPER.sbatch)))
+    assert "#SBATCH --gres=gpu:1" in gpu[0].script.read_text()
+    assert "gres" not in gpu[4].script.read_text()  # collect and training need no GPU
+    resume = resume_command(replace(options, sbatch={"partition": "small"}))
+    assert " --slurm " in resume and "--sbatch partition=small" in resume
+    assert f"--out-dir {options.out.resolve()}" in resume
