@@ -62,12 +62,14 @@ bench-gpu: install
 	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 # `make reproduce` runs the paper's pipeline on the embedded model (see README); variables:
-# TASK=arith|math500, PROFILE=cpu|paper, SLURM=1 to submit as Slurm array jobs.
+# TASK=arith|math500, PROFILE=cpu|cpu-large|paper|smoke, SLURM=1 to submit as Slurm array jobs, with
+# SBATCH="partition=cpu time=2:00:00" adding #SBATCH options to every job (KEY= drops one).
 TASK ?= arith
 PROFILE ?= cpu
 SLURM ?= 0
+SBATCH ?=
 reproduce: install
-	$(PY) -m dps_cli.pipeline.reproduce --task $(TASK) --profile $(PROFILE) $(if $(filter 1,$(SLURM)),--slurm,)
+	$(PY) -m dps_cli.pipeline.reproduce --task $(TASK) --profile $(PROFILE) $(if $(filter 1,$(SLURM)),--slurm,) $(foreach opt,$(SBATCH),--sbatch $(opt))
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache
