@@ -17,6 +17,7 @@ from dps_cli.tasks.grading import bubblewrap, sandbox
 from dps_cli.tasks.grading.sandbox_runner import BridgeError, decode, encode
 from dps_cli.tasks.humaneval import HumanEvalTask
 
+PROMPT = 'def double(xs):\n    """Double each number."""\n'
 TEST = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
 CORRECT = "def double(xs):\n    return [2 * x for x in xs]\n"
 
@@ -172,3 +173,26 @@ def test_a_sandbox_that_never_starts_is_a_failure_not_a_wrong_answer() -> None:
     broken = ["/bin/sh", "-c", "echo 'bwrap: Creating new namespace failed' >&2; exit 1", "sh"]
     with pytest.raises(RuntimeError, match="did not start in 3 tries.*Creating new namespace"):
         sandbox._run(broken, (CORRECT, TEST, "double"), timeout_s=3, unsafe=False)
+
+
+def test_dps_evaluate_refuses_without_bubblewrap_and_grades_with_the_flag(
+    tmp_path: Any, no_bwrap: None
+) -> None:
+    import json
+
+    from dps_cli.cli.app import app
+    from tests.factories import run_config, sample_row, write_run
+
+    data = tmp_path / "humaneval.jsonl"
+    problem = {"task_id": "HumanEval/0", "prompt": PROMPT, "entry_point": "double"}
+    problem |= {"canonical_solution": "    return [2 * x for x in xs]\n", "test": TEST}
+    data.write_text(json.dumps(problem) + "\n")
+    row = sample_row(task="humaneval", question_id="HumanEval/0", prompt=problem["prompt"])
+    row |= {"reference": "", "completion": f"```python\n{CORRECT}```", "answer": None}
+    run = write_run(tmp_path / "run", [row], run_config("humaneval", data=str(data)))
+    refused = CliRunner().invoke(app, ["evaluate", str(run), "--json"])
+    assert refused.exit_code == 2
+    assert "no bwrap binary was found" in refused.output and "--unsafe-sandbox" in refused.output
+    graded = CliRunner().invoke(app, ["evaluate", str(run), "--json", "--unsafe-sandbox"])
+    assert graded.exit_code == 0, graded.output
+    assert json.loads(graded.stdout)["runs"][0]["accuracy"] == 1.0
