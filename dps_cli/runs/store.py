@@ -230,10 +230,10 @@ class RunStore:
                 f"Manifest {self.manifest_path} is not valid JSON ({err.msg}, line {err.lineno}).",
                 "Restore it or remove the run directory and sample again.",
             ) from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("config", {}), dict):
-            what = "a JSON object" if not isinstance(manifest, dict) else "a dps manifest (its config is not an object)"
+        problem = _manifest_problem(manifest)
+        if problem or not isinstance(manifest, dict):
             raise UserError(
-                f"Manifest {self.manifest_path} is not {what}.",
+                f"Manifest {self.manifest_path} is not {problem or 'a JSON object'}.",
                 "Restore it or remove the run directory and sample again.",
             )
         return manifest
@@ -386,6 +386,28 @@ class RunStore:
             return None
         value = metadata.get(FINGERPRINT_KEY)
         return value.decode() if value is not None else None
+
+
+# Config fields that readers use, with the JSON types `dps sample` writes for them.
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "task": (str,), "data": (str, type(None)), "model": (str,), "method": (str,),
+    "k": (int, type(None)), "alpha": (int, float, type(None)), "temperature": (int, float, type(None)),
+    "max_new_tokens": (int,), "hidden_layer": (int, type(None)), "controller": (str, type(None)),
+}  # fmt: skip
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What makes a parsed manifest unusable ("a JSON object", ...), or None if it is fine."""
+    if not isinstance(manifest, dict):
+        return "a JSON object"
+    config = manifest.get("config", {})
+    if not isinstance(config, dict):
+        return "a dps manifest (its config is not an object)"
+    for key, types in _CONFIG_TYPES.items():
+        value = config.get(key)
+        if key in config and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"a dps manifest (config.{key} is {json.dumps(value)})"
+    return None
 
 
 def storage_error(err: OSError, doing: str) -> UserError | None:

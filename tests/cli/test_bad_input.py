@@ -150,6 +150,8 @@ def test_reports_on_a_run_that_is_a_file_or_has_a_broken_manifest(tmp_path: Path
     run = write_run(tmp_path / "run", [sample_row()])
     (run / "manifest.json").write_text('{"config": ["power"]}')
     assert "is not a dps manifest (its config is not an object)" in invoke(command, str(run)).stderr
+    (run / "manifest.json").write_text('{"config": {"task": "arith", "data": 7}}')
+    assert "is not a dps manifest (config.data is 7)" in invoke(command, str(run)).stderr
     (run / "manifest.json").unlink()
     (run / "manifest.json").mkdir()
     assert f"No run at {run}: manifest.json is not a file." in invoke(command, str(run)).stderr
