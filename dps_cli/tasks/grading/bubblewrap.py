@@ -23,6 +23,7 @@ WORK_DIR = "/tmp"
 WORK_DIR_BYTES = 64 * 1024**2
 #: Top-level directories bound read-only (or recreated as the same symlinks) when they exist.
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+_DEVICES = ("null", "zero", "full", "random", "urandom")
 _PROBE_TIMEOUT_S = 30.0
 
 
@@ -51,7 +52,7 @@ def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
     """The ``bwrap ...`` prefix that runs ``interpreter`` in a fresh sandbox.
 
     Read-only: the system directories and the interpreter's installation. Writable: only a
-    `WORK_DIR_BYTES` tmpfs at `WORK_DIR`. New pid, network, IPC, UTS and cgroup namespaces,
+    `WORK_DIR_BYTES` tmpfs at `WORK_DIR` (and the null, zero, full and random devices). New pid, network, IPC, UTS and cgroup namespaces,
     no capabilities, an empty environment, a new session, and death with the grading process.
     """
     command = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
@@ -64,7 +65,14 @@ def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
             command += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             command += ["--ro-bind", directory, directory]
-    command += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+    command += ["--proc", "/proc"]
+    # The few device nodes a program may use, not ``--dev``: no pts, no writable /dev/shm, and
+    # no failure where the host lacks one of the nodes --dev insists on.
+    for node in _DEVICES:
+        command += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        command += ["--symlink", f"/proc/self/fd/{fd}", f"/dev/{name}"]
+    command += ["--symlink", "/proc/self/fd", "/dev/fd"]
     command += ["--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR]
     for directory in _installation_dirs(interpreter):  # after the tmpfs: it may lie under /tmp
         command += ["--ro-bind", directory, directory]
