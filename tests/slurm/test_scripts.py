@@ -131,3 +131,24 @@ def test_cli_passes_sbatch_options(tmp_path: Path) -> None:
     assert "#SBATCH --gres=gpu:1" in gpu.stdout
     bad = RUNNER.invoke(app, ["sample", "--bench", "arith", "--slurm-array", "2", "--sbatch", "array=1"])
     assert bad.exit_code == 2 and "set by dps itself" in bad.stderr
+
+
+def test_tau_is_resolved_in_one_place_in_process_and_under_slurm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from dps_cli.controllers import artifacts
+    from dps_cli.pipeline.chains import FALLBACK_TAU, with_default_tau
+    from dps_cli.pipeline.profiles import SMOKE
+    from dps_cli.pipeline.reproduce import ReproduceOptions, test_configs
+
+    recommended = {"arith-gbdt": 0.3, "arith-mlp-h": None, "arith-mlp-hq": 0.6}
+    monkeypatch.setattr(artifacts, "load_controller", lambda name, registry=None: SimpleNamespace(
+        card=SimpleNamespace(recommended_tau=recommended[name])))  # fmt: skip
+    dps = [c for c in test_configs(ReproduceOptions("arith", SMOKE, out_dir=tmp_path)) if c.method == "dps"]
+    # The reproduction leaves tau to `dps sample`, in process and in the Slurm scripts alike.
+    assert [c.tau for c in dps] == [None, None, None]
+    assert all("--tau" not in sample_argv(c) for c in dps)
+    assert [with_default_tau(c).tau for c in dps] == [0.3, FALLBACK_TAU, 0.6]
+    assert with_default_tau(dataclasses.replace(dps[0], tau=0.9)).tau == 0.9
