@@ -2,7 +2,7 @@
 
 Prints one JSON object:
 
-- ``startup_ms``: median wall time of ``python -I -S -c pass`` bare and inside the bubblewrap
+- ``startup_ms``: median wall time (``wall``) and mean CPU time (``cpu``) of ``python -I -S -c pass`` bare and inside the bubblewrap
   sandbox (the cost of bubblewrap alone), and of `run_tests` on a one-line passing program in
   the sandbox and with ``unsafe=True`` (the whole per-program cost: two processes, the bridge);
 - ``grading``: ``--samples`` copies of every canonical solution (``--wrong`` makes every other
@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,33 +38,34 @@ TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
 PROGRAM = "def double(x):\n    return 2 * x\n"
 
 
-def median_ms(action: object, runs: int) -> float:
-    """Median wall time of ``action()`` over ``runs`` calls, in milliseconds."""
+def measure(action: Callable[[], object], runs: int) -> dict[str, float]:
+    """Median wall time and mean CPU time (of the child processes) of ``action()``, in ms."""
     times = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
         start = time.perf_counter()
-        action()  # type: ignore[operator]
+        action()
         times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 1)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": round(statistics.median(times) * 1000, 1), "cpu": round(cpu_s / runs * 1000, 1)}
 
 
-def startup(runs: int) -> dict[str, float | None]:
+def startup(runs: int) -> dict[str, dict[str, float] | None]:
     """Start-up costs, bare and sandboxed (None where bubblewrap cannot start)."""
     interpreter = bubblewrap.sandbox_interpreter()
     bare = [interpreter, "-I", "-S", "-c", "pass"]
-    figures: dict[str, float | None] = {
-        "python_bare": median_ms(lambda: subprocess.run(bare, check=True), runs),
-        "run_tests_unsafe": median_ms(
-            lambda: run_tests(PROGRAM, TEST, "double", unsafe=True), runs
-        ),
+    figures: dict[str, dict[str, float] | None] = {
+        "python_bare": measure(lambda: subprocess.run(bare, check=True), runs),
+        "run_tests_unsafe": measure(lambda: run_tests(PROGRAM, TEST, "double", unsafe=True), runs),
         "python_in_bwrap": None,
         "run_tests_bwrap": None,
     }
     bwrap = bubblewrap.find_bwrap()
     if bubblewrap.unavailable_reason() is None and bwrap is not None:
         boxed = bubblewrap.bwrap_command(bwrap, interpreter) + bare
-        figures["python_in_bwrap"] = median_ms(lambda: subprocess.run(boxed, check=True), runs)
-        figures["run_tests_bwrap"] = median_ms(lambda: run_tests(PROGRAM, TEST, "double"), runs)
+        figures["python_in_bwrap"] = measure(lambda: subprocess.run(boxed, check=True), runs)
+        figures["run_tests_bwrap"] = measure(lambda: run_tests(PROGRAM, TEST, "double"), runs)
     return figures
 
 
