@@ -80,6 +80,8 @@ def sample(
 
         resources = {**resources_for_device(device), **parse_sbatch(sbatch or [])}
         typer.echo(sample_array_script(config, slurm_array, resources), nl=False)
+        typer.echo("Submit it with sbatch. If a task fails or is cancelled, submit the same script "
+                   "again: stored samples are skipped.", err=True)  # fmt: skip
         return
     from dps_cli.cli.progress import sample_progress
     from dps_cli.pipeline.sample import sample as run_sample

@@ -132,8 +132,8 @@ def _preamble(resume_hint: str) -> str:
     """
     lines = ["set -euo pipefail"]
     if resume_hint:
-        echo = f"echo {shlex.quote(f'dps: this job failed; {resume_hint}')} >&2"
-        lines.append(f"trap {shlex.quote(echo)} ERR")
+        lines.append(f"RESUME={shlex.quote(resume_hint)}")
+        lines.append("""trap 'echo "dps: this job failed; $RESUME" >&2' ERR""")
     lines.append('if [[ -n "${SLURM_CPUS_PER_TASK:-}" && -z "${OMP_NUM_THREADS:-}" ]]; then '
                  "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi")  # fmt: skip
     return "".join(f"{line}\n" for line in lines)

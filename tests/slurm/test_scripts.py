@@ -109,7 +109,7 @@ def test_resources_follow_the_device() -> None:
 def test_job_script_and_gpu_options() -> None:
     script = job_script(["python", "-m", "x"], without_gpu({"gres": "gpu:1", "mem": "4G"}), "rerun")
     assert "#SBATCH --mem=4G" in script and "gres" not in script
-    assert script.endswith("python -m x\n") and "dps: this job failed; rerun" in script
+    assert script.endswith("python -m x\n") and "RESUME=rerun\n" in script
 
 
 @pytest.mark.parametrize(
