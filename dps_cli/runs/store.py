@@ -25,7 +25,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -81,12 +81,16 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCE
 class RunStore:
     """Reads and writes one run directory; see the module docstring for the layout."""
 
+    # Parts read whole once per process: (device, inode, size, mtime) -> their keys. Parts are
+    # never rewritten, so a file with the same identity holds the same rows; `dps evaluate`
+    # opens a run several times and would otherwise read every part several times.
+    _verified: ClassVar[dict[tuple[int, int, int, int], list[tuple[str, int]]]] = {}
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.samples_dir = self.root / SAMPLES_DIR
         self.manifest_path = self.root / MANIFEST_NAME
         self.grades_path = self.root / GRADES_NAME
-        self._verified: dict[str, tuple[tuple[int, int], list[tuple[str, int]]]] = {}
         self._warned_duplicates = False
 
     def __repr__(self) -> str:
@@ -270,13 +274,13 @@ class RunStore:
             stat = part.stat()
         except FileNotFoundError:
             return []  # moved aside by another writer meanwhile
-        stamp = (stat.st_size, stat.st_mtime_ns)
-        cached = self._verified.get(part.name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
+        identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._verified.get(identity)
+        if cached is not None:
+            return cached
         check_part(part)
         keys = read_part_keys(part)
-        self._verified[part.name] = (stamp, keys)
+        self._verified[identity] = keys
         return keys
 
     def _warn_duplicates(self, keys_by_part: Mapping[Path, list[tuple[str, int]]]) -> int:
