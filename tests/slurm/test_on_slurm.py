@@ -84,8 +84,8 @@ def test_cancelled_task_resubmitted_completes_without_duplicates(
     slurm_cluster: Cluster, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    # One chain at a time, each stored as it finishes: task 0 needs a few seconds for its 8.
-    argv = sample_args(tiny_model_dir, out, "--limit", "8", "--batch-size", "1",
+    # One chain at a time, each stored as it finishes: task 0 needs seconds for its 12 chains.
+    argv = sample_args(tiny_model_dir, out, "--limit", "12", "--batch-size", "1",
                        "--max-new-tokens", "16", "--blocks", "4")  # fmt: skip
     script = array_script(tmp_path, argv, tasks=2)
     job = slurm_cluster.sbatch(script, cwd=tmp_path, env=job_env())
@@ -93,20 +93,20 @@ def test_cancelled_task_resubmitted_completes_without_duplicates(
     deadline = time.monotonic() + 240
     while _rows_of_shard(out, "0/2") < 1:  # a sample of task 0 is stored: cancel the task
         assert time.monotonic() < deadline, logs(tmp_path)
-        time.sleep(0.2)
+        time.sleep(0.1)
     slurm_cluster.command("scancel", task)
     slurm_cluster.wait([job], timeout_s=300)
     assert slurm_cluster.states(job)[task] == "CANCELLED", logs(tmp_path)
     kept = _rows_of_shard(out, "0/2")
-    assert 1 <= kept < 8, "the cancelled task should have stopped part-way"
+    assert 1 <= kept < 12, "the cancelled task should have stopped part-way"
 
     again = slurm_cluster.sbatch(script, cwd=tmp_path, env=job_env())  # the same array
     slurm_cluster.wait([again], timeout_s=300)
     assert set(slurm_cluster.states(again).values()) == {"COMPLETED"}, logs(tmp_path)
     frame = RunStore(out).read_samples()
     keys = frame.select("question_id", "seed")
-    assert frame.height == 16 and keys.unique().height == 16  # none missing, none twice
-    assert set(frame["question_id"]) == {f"arith-{i:04d}" for i in range(8)}
+    assert frame.height == 24 and keys.unique().height == 24  # none missing, none twice
+    assert set(frame["question_id"]) == {f"arith-{i:04d}" for i in range(12)}
 
 
 def _rows_of_shard(out: Path, shard: str) -> int:
