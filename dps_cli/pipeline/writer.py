@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from dps_cli.config import SampleConfig
 from dps_cli.pipeline.stopping import StopSignals
-from dps_cli.runs.store import RunStore, storage_error
+from dps_cli.runs.atomic import storage_error
+from dps_cli.runs.store import RunStore
 from dps_cli.sampling.results import ChainResult
 from dps_cli.tasks.base import Task
 

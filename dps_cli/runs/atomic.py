@@ -8,6 +8,7 @@ one filesystem, and its name starts with a dot so globs such as ``part-*.parquet
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dps_cli.errors import UserError
+
+# Write failures the user can fix (free space, pick a writable --out): one sentence, not a bug.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def temporary_sibling(path: Path, tag: str | None = None) -> Path:
@@ -87,3 +91,11 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
     """Write ``obj`` as indented UTF-8 JSON (trailing newline) to ``path`` atomically."""
     text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def storage_error(err: OSError, doing: str) -> UserError | None:
+    """A one-sentence error for a write that failed for a reason the user can fix, else None."""
+    if err.errno not in STORAGE_ERRNOS:
+        return None
+    reason = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
+    return UserError(f"Could not {doing}: {reason}.", "Free space or choose a writable --out, then rerun the same command to resume.")

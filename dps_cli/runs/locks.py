@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 LOCKS_DIR = ".locks"
 _SHARDING = re.compile(r"^sharding-(\d+)\.lock$")
+_TEMP_TAG = re.compile(r"^\.part-.*\.parquet\.(s\d+of\d+)\.[0-9a-f]{8}\.tmp$")
+TEMP_GLOB = ".part-*.tmp"  # temporary sample parts (runs/atomic.py names them)
 
 try:
     import fcntl
@@ -133,6 +135,29 @@ def is_held(path: Path) -> bool:
         return not _lock(fd, exclusive=True, wait=False)
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(root: Path, samples_dir: Path, lock: WriterLock) -> None:
+    """Delete temporary part files whose writer is gone (its shard lock is free).
+
+    Call while holding ``lock`` and the run mutex. A file tagged with this writer's shard is a
+    killed predecessor's; one tagged with another shard is stale if that shard's lock is free;
+    an untagged one (older dps) is stale if no other writer is active.
+    """
+    others = [p for p in (root / LOCKS_DIR).glob("shard-*.lock") if p != shard_lock_path(root, lock.tag)]
+    for tmp in sorted(samples_dir.glob(TEMP_GLOB)):
+        match = _TEMP_TAG.match(tmp.name)
+        if match is None:
+            stale = not any(is_held(path) for path in others)
+        elif match.group(1) == lock.tag:
+            stale = True
+        else:
+            path = shard_lock_path(root, match.group(1))
+            stale = path is None or not is_held(path)
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            logger.info("Removed %s, left by a writer that was killed", tmp)
 
 
 def shard_lock_path(root: Path, tag: str) -> Path | None:

@@ -22,7 +22,6 @@ from dps_cli.runs.schema import SAMPLE_SCHEMA, SCHEMA_VERSION
 
 VERSION_KEY = b"dps_schema_version"
 PART_GLOB = "part-*.parquet"
-TEMP_GLOB = ".part-*.tmp"
 CORRUPT_SUFFIX = ".corrupt"
 RESAMPLE_HINT = (
     "Rerun the `dps sample` command of this run: it moves a corrupt part aside (to *.corrupt) "

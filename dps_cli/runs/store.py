@@ -18,8 +18,6 @@ two writers ever stored the same (question, seed), readers keep the first row an
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import logging
 import re
 import secrets
@@ -31,24 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dps_cli.errors import UserError
-from dps_cli.runs.atomic import atomic_write_json, atomic_write_with
-from dps_cli.runs.locks import (
-    LOCKS_DIR,
-    WriterLock,
-    acquire_writer,
-    is_held,
-    run_mutex,
-    shard_lock_path,
-)
-from dps_cli.runs.parts import (
-    TEMP_GLOB,
-    CorruptPart,
-    check_part,
-    list_parts,
-    move_aside,
-    read_part_keys,
-)
-from dps_cli.runs.schema import ROW_KEY, SAMPLE_SCHEMA, SCHEMA_VERSION
+from dps_cli.runs.atomic import atomic_write_json, atomic_write_with, storage_error
+from dps_cli.runs.grades import grades_fingerprint, read_grades, write_grades
+from dps_cli.runs.locks import WriterLock, acquire_writer, remove_stale_temporaries, run_mutex
+from dps_cli.runs.manifest import normalized, read_manifest_file
+from dps_cli.runs.parts import CorruptPart, check_part, list_parts, move_aside, read_part_keys
+from dps_cli.runs.schema import ROW_KEY, SAMPLE_SCHEMA
 
 if TYPE_CHECKING:
     import polars as pl
@@ -58,24 +44,7 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 SAMPLES_DIR = "samples"
 GRADES_NAME = "grades.parquet"
-FINGERPRINT_KEY = b"dps_samples_fingerprint"
-
-GRADE_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("question_id", pa.string()),
-        ("seed", pa.int32()),
-        ("answer", pa.string()),  # as extracted at grading time; null if none found
-        ("correct", pa.bool_()),  # null when the task cannot grade locally (AlpacaEval)
-        ("grade_detail", pa.string()),
-    ],
-    metadata={b"dps_schema_version": SCHEMA_VERSION.encode()},
-)
-
 _PART_INDEX = re.compile(r"^part-(\d+)-")
-_TEMP_TAG = re.compile(r"^\.part-.*\.parquet\.(s\d+of\d+)\.[0-9a-f]{8}\.tmp$")
-# Write failures the user can fix (free space, pick a writable --out): one sentence, not a bug.
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class RunStore:
@@ -137,8 +106,8 @@ class RunStore:
             self._write_manifest(manifest)
             return
         stored_manifest = self.read_manifest()
-        stored = _normalized(stored_manifest.get("config", {}))
-        wanted = _normalized(manifest.get("config", {}))
+        stored = normalized(stored_manifest.get("config", {}))
+        wanted = normalized(manifest.get("config", {}))
         differing = sorted(
             key for key in set(stored) | set(wanted) if stored.get(key) != wanted.get(key)
         )
@@ -187,7 +156,7 @@ class RunStore:
         lock = acquire_writer(self.root, shard, command)
         try:
             with run_mutex(self.root):
-                self._remove_stale_temporaries(lock)
+                remove_stale_temporaries(self.root, self.samples_dir, lock)
                 manifest = self.read_manifest()
                 writers = manifest.get("writers")
                 writers = writers if isinstance(writers, list) else []
@@ -196,51 +165,9 @@ class RunStore:
         finally:
             lock.release()
 
-    def _remove_stale_temporaries(self, lock: WriterLock) -> None:
-        """Delete ``.part-*.tmp`` files whose writer is gone (its shard lock is free)."""
-        others = [p for p in (self.root / LOCKS_DIR).glob("shard-*.lock") if p != shard_lock_path(self.root, lock.tag)]
-        for tmp in sorted(self.samples_dir.glob(TEMP_GLOB)):
-            match = _TEMP_TAG.match(tmp.name)
-            if match is None:  # untagged: stale unless some other writer is active
-                stale = not any(is_held(path) for path in others)
-            elif match.group(1) == lock.tag:
-                stale = True
-            else:
-                path = shard_lock_path(self.root, match.group(1))
-                stale = path is None or not is_held(path)
-            if stale:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                logger.info("Removed %s, left by a writer that was killed", tmp)
-
     def read_manifest(self) -> dict[str, Any]:
-        """The stored manifest as a dict."""
-        try:
-            text = self.manifest_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(
-                f"No run at {self.root}: manifest.json is missing.",
-                "Pass a run directory written by `dps sample --out DIR`.",
-            ) from None
-        except (OSError, UnicodeDecodeError) as err:  # a directory, unreadable, not UTF-8
-            raise UserError(
-                f"Manifest {self.manifest_path} cannot be read ({err}).",
-                "Restore it or remove the run directory and sample again.",
-            ) from None
-        try:
-            manifest = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(
-                f"Manifest {self.manifest_path} is not valid JSON ({err.msg}, line {err.lineno}).",
-                "Restore it or remove the run directory and sample again.",
-            ) from None
-        problem = _manifest_problem(manifest)
-        if problem or not isinstance(manifest, dict):
-            raise UserError(
-                f"Manifest {self.manifest_path} is not {problem or 'a JSON object'}.",
-                "Restore it or remove the run directory and sample again.",
-            )
-        return manifest
+        """The stored manifest as a dict; UserError if it is missing or unusable."""
+        return read_manifest_file(self.manifest_path, self.root)
 
     # -- samples ----------------------------------------------------------------------------
 
@@ -355,25 +282,11 @@ class RunStore:
 
     def write_grades(self, grades: pl.DataFrame, samples_fingerprint: str | None = None) -> Path:
         """Replace grades.parquet atomically; ``samples_fingerprint`` records what was graded."""
-        metadata = dict(GRADE_SCHEMA.metadata or {})
-        if samples_fingerprint is not None:
-            metadata[FINGERPRINT_KEY] = samples_fingerprint.encode()
-        schema = GRADE_SCHEMA.with_metadata(metadata)
-        table = grades.select(GRADE_SCHEMA.names).to_arrow().cast(schema)
-        return atomic_write_with(self.grades_path, lambda tmp: pq.write_table(table, tmp))
+        return write_grades(self.grades_path, grades, samples_fingerprint)
 
     def read_grades(self) -> pl.DataFrame | None:
         """The stored grades, or None if the run was never graded."""
-        import polars as pl
-
-        if not self.grades_path.exists():
-            return None
-        regrade = "Run `dps evaluate --regrade` to grade the run again."
-        check_part(self.grades_path, required=GRADE_SCHEMA.names, hint=regrade)
-        try:
-            return pl.read_parquet(self.grades_path, columns=GRADE_SCHEMA.names)
-        except (pl.exceptions.PolarsError, OSError) as err:
-            raise CorruptPart(f"{self.grades_path} is corrupt ({err}).", regrade) from None
+        return read_grades(self.grades_path)
 
     def grades_fingerprint(self) -> str | None:
         """The samples fingerprint stored with the grades (None: none, unreadable or unstamped).
@@ -381,55 +294,11 @@ class RunStore:
         Grades are derived data: an unreadable grades file only means "grade again", so it
         reads as having no fingerprint instead of stopping the evaluation.
         """
-        if not self.grades_path.exists():
-            return None
-        try:
-            metadata = pq.read_schema(self.grades_path).metadata or {}
-        except (pa.ArrowException, OSError) as err:
-            logger.warning("Ignoring unreadable %s (%s); grading again", self.grades_path, err)
-            return None
-        value = metadata.get(FINGERPRINT_KEY)
-        return value.decode() if value is not None else None
-
-
-# Config fields that readers use, with the JSON types `dps sample` writes for them.
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "task": (str,), "data": (str, type(None)), "model": (str,), "method": (str,),
-    "k": (int, type(None)), "alpha": (int, float, type(None)), "temperature": (int, float, type(None)),
-    "max_new_tokens": (int,), "hidden_layer": (int, type(None)), "controller": (str, type(None)),
-}  # fmt: skip
-
-
-def _manifest_problem(manifest: Any) -> str | None:
-    """What makes a parsed manifest unusable ("a JSON object", ...), or None if it is fine."""
-    if not isinstance(manifest, dict):
-        return "a JSON object"
-    config = manifest.get("config", {})
-    if not isinstance(config, dict):
-        return "a dps manifest (its config is not an object)"
-    for key, types in _CONFIG_TYPES.items():
-        value = config.get(key)
-        if key in config and (not isinstance(value, types) or isinstance(value, bool)):
-            return f"a dps manifest (config.{key} is {json.dumps(value)})"
-    return None
-
-
-def storage_error(err: OSError, doing: str) -> UserError | None:
-    """A one-sentence error for a write that failed for a reason the user can fix, else None."""
-    if err.errno not in STORAGE_ERRNOS:
-        return None
-    reason = "no space left on the device" if err.errno in (errno.ENOSPC, errno.EDQUOT) else err.strerror
-    return UserError(f"Could not {doing}: {reason}.", "Free space or choose a writable --out, then rerun the same command to resume.")
+        return grades_fingerprint(self.grades_path)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, write_page_checksum=True)
-
-
-def _normalized(config: Any) -> dict[str, Any]:
-    """The config as it reads back from JSON (tuples become lists, keys become strings)."""
-    value = json.loads(json.dumps(config))
-    return value if isinstance(value, dict) else {"config": value}
 
 
 def _check_row_columns(rows: Sequence[Mapping[str, Any]]) -> None:

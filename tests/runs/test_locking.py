@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from dps_cli.errors import UserError
+from dps_cli.runs.atomic import storage_error
 from dps_cli.runs.parts import CorruptPart
-from dps_cli.runs.store import RunStore, storage_error
+from dps_cli.runs.store import RunStore
 from tests.factories import sample_row, write_run
 
 
