@@ -33,7 +33,7 @@ MIN_JOB_AGE_S = 3600
 
 SLURM_CONF = """\
 ClusterName=dpstest
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
@@ -57,7 +57,7 @@ ReturnToService=2
 MinJobAge={min_job_age}
 KillWait=10
 MailProg=/bin/true
-NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName={partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
