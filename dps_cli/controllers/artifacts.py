@@ -134,11 +134,18 @@ def load_controller(name: str, registry_dir: Path | None = None) -> Controller:
     card = read_card(directory)
     from dps_cli.controllers.constant import load_constant
 
-    constant = load_constant(directory)
-    if constant is not None:
-        return LoadedController(card=card, model=constant)
-    kind = CONTROLLER_KINDS.get(card.kind)
-    return LoadedController(card=card, model=kind.load(directory, card))
+    try:
+        constant = load_constant(directory)
+        model = constant if constant is not None else CONTROLLER_KINDS.get(card.kind).load(directory, card)
+    except UserError:
+        raise
+    except Exception as err:  # any library's error on a damaged model file: named, not a traceback
+        raise UserError(
+            f"Controller {name!r} in {directory} cannot be loaded ({type(err).__name__}: "
+            f"{(str(err).strip().splitlines() or [''])[0]}).",
+            f"Retrain it, or remove it with 'dps controllers remove {name}'.",
+        ) from None
+    return LoadedController(card=card, model=model)
 
 
 def remove_controller(name: str, registry_dir: Path | None = None) -> Path:

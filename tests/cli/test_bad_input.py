@@ -184,3 +184,24 @@ def test_collect_into_a_directory_or_from_a_file(tmp_path: Path) -> None:
     under = file / "t.parquet"
     assert f"--out {under} lies under {file}, which is a file." in invoke("collect", *runs, "--out", str(under)).stderr
     assert f"{file} is a file, not a run directory." in invoke("collect", str(file), "--out", str(tmp_path / "t.parquet")).stderr
+
+
+def test_a_controller_whose_model_file_is_damaged(tmp_path: Path) -> None:
+    from tests.controllers.planted import write_planted
+
+    table = write_planted(tmp_path / "t.parquet", "entropy", questions=12)
+    registry = ["--registry", str(tmp_path / "reg")]
+    trained = RUNNER.invoke(app, ["train-controller", "gbdt", "--data", str(table), "--name", "c", *registry])
+    assert trained.exit_code == 0, trained.output
+    model_file = next(p for p in (tmp_path / "reg" / "c").iterdir() if p.name != "card.json")
+    model_file.write_bytes(b"not a model")
+    stderr = invoke(*sample_args(tmp_path, "--method", "dps", "--controller", "c", *registry)).stderr
+    assert f"Controller 'c' in {tmp_path / 'reg' / 'c'} cannot be loaded (" in stderr
+
+
+def test_a_model_directory_with_a_broken_config(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{not json")
+    stderr = invoke(*sample_args(tmp_path, "--model", str(model)), one_line=False).stderr
+    assert f"error: Could not load model '{model}'" in stderr
