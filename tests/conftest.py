@@ -12,7 +12,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # `sampler` (parametrized over the hf and vllm backends) and the tiny-model fixtures behind it
-from backend_fixtures import sampler, tiny_hf, tiny_vllm, tiny_vllm_dir  # noqa: E402, F401
+from backend_fixtures import sampler, vllm_pool  # noqa: E402, F401
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -142,14 +142,16 @@ def _greedy_with_hidden(prompt: tuple[int, ...], n: int):  # type: ignore[no-unt
 
 
 @pytest.mark.vllm
-def test_backends_agree_on_hidden_features(tiny_hf, tiny_vllm) -> None:  # type: ignore[no-untyped-def]
+def test_backends_agree_on_hidden_features(vllm_pool) -> None:  # type: ignore[no-untyped-def]
     """The same tokens on both backends give the same layer-L means (one definition, two backends)."""
-    from backend_fixtures import Sampler
+    from backend_fixtures import TINY_SCALE, TINY_SEED, TINY_VOCAB, Sampler, build_vllm_tiny_llama
 
+    model = build_vllm_tiny_llama()
+    vllm = vllm_pool.get((TINY_VOCAB, TINY_SEED, TINY_SCALE), model)
     results = {}
-    for name, backend in (("hf", None), ("vllm", tiny_vllm)):
+    for name, backend in (("hf", None), ("vllm", vllm)):
         drivers = [(i, _greedy_with_hidden(p, 6)) for i, p in enumerate(PROMPTS)]
-        results[name] = dict(Sampler(name, tiny_hf, backend).run(drivers, hidden_layer=1))
+        results[name] = dict(Sampler(name, model, backend).run(drivers, hidden_layer=1))
     for key in range(len(PROMPTS)):
         (q_hf, first_hf, again_hf), (q_vllm, first_vllm, again_vllm) = results["hf"][key], results["vllm"][key]
         assert first_hf.sequence.tokens.tolist() == first_vllm.sequence.tokens.tolist()
