@@ -50,7 +50,8 @@ def parse_sbatch(items: Iterable[str]) -> dict[str, str | None]:
                             "For example --sbatch partition=gpu --sbatch time=4:00:00.")  # fmt: skip
         if key in MANAGED_OPTIONS:
             raise UserError(f"--sbatch {key}=... is set by dps itself.",
-                            "Pick the shard count with --slurm-array or the profile instead.")  # fmt: skip
+                            "dps sets the array from --slurm-array (or the profile's shards) and the "
+                            "dependencies from the pipeline's stages.")  # fmt: skip
         options[key] = value.strip() if has_value else None
     return options
 
