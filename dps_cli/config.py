@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dps_cli.errors import UserError
+from dps_cli.sampling.settings import AFTER_EOS_MODES, DEFAULT_AFTER_EOS
 
 METHODS = ("power", "dps", "temperature", "greedy")
 BACKENDS = ("auto", "hf", "vllm")  # sampling backends (dps_cli.sampling.backend)
@@ -36,6 +37,7 @@ class SampleConfig:
     temperature: float | None = None  # temperature method only; defaults to 1/alpha
     max_new_tokens: int = PAPER_MAX_NEW_TOKENS
     blocks: int = PAPER_BLOCKS
+    after_eos: str = DEFAULT_AFTER_EOS
     checkpoints: tuple[int, ...] = DEFAULT_CHECKPOINTS
     hidden_layer: int | None = DEFAULT_HIDDEN_LAYER
     controller: str | None = None
@@ -66,6 +68,8 @@ class SampleConfig:
             )
         if self.k < 1:
             raise UserError(f"--k {self.k} must be at least 1.")
+        if self.after_eos not in AFTER_EOS_MODES:
+            raise UserError(f"Unknown --after-eos {self.after_eos!r}.", f"Use one of: {', '.join(AFTER_EOS_MODES)}.")
         for flag, value in (("--alpha", self.alpha), ("--temperature", self.temperature), ("--tau", self.tau)):
             if value is not None and not math.isfinite(value):
                 raise UserError(f"{flag} {value} must be a finite number.")
@@ -124,6 +128,7 @@ class SampleConfig:
             "temperature": self.proposal_temperature,
             "max_new_tokens": self.max_new_tokens,
             "blocks": self.blocks if mh else None,
+            "after_eos": self.after_eos if mh else None,
             "checkpoints": list(self.active_checkpoints),
             "hidden_layer": self.hidden_layer,
             "controller": self.controller,
@@ -146,6 +151,7 @@ def sample_argv(config: SampleConfig, omit: tuple[str, ...] = ()) -> list[str]:
         "--k": str(config.k), "--alpha": repr(config.alpha),
         "--temperature": None if config.temperature is None else repr(config.temperature),
         "--max-new-tokens": str(config.max_new_tokens), "--blocks": str(config.blocks),
+        "--after-eos": config.after_eos,
         "--checkpoints": ",".join(str(block) for block in config.checkpoints),
         "--hidden-layer": "none" if config.hidden_layer is None else str(config.hidden_layer),
         "--controller": config.controller,

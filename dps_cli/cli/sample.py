@@ -22,6 +22,7 @@ def sample(
     temperature: Annotated[Optional[float], typer.Option(help="Temperature for --method temperature (default 1/alpha).", rich_help_panel=METHOD_PANEL)] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion (divisible by --blocks).", rich_help_panel=METHOD_PANEL)] = 3072,
     blocks: Annotated[int, typer.Option(help="Number of MH blocks.", rich_help_panel=METHOD_PANEL)] = 16,
+    after_eos: Annotated[str, typer.Option(help="After the block in which a chain ends at EOS: stop (the published algorithm, slightly biased) | continue (MH goes on at the later blocks' lengths; exact).", rich_help_panel=METHOD_PANEL)] = "stop",
     checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides).", rich_help_panel=METHOD_PANEL)] = "2,4,8",
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = "11",
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,
@@ -69,7 +70,7 @@ def sample(
     config = SampleConfig(
         bench=bench, out=out if out is not None else Path("runs") / f"{bench}-{method}", model=model,
         method=method, k=k, alpha=alpha, temperature=temperature, max_new_tokens=max_new_tokens,
-        blocks=blocks, checkpoints=parse_checkpoints(checkpoints), hidden_layer=parse_hidden_layer(hidden_layer),
+        blocks=blocks, after_eos=after_eos, checkpoints=parse_checkpoints(checkpoints), hidden_layer=parse_hidden_layer(hidden_layer),
         controller=controller, tau=tau, registry=registry, seeds=parse_seeds(seeds), limit=limit, offset=offset,
         shard=parse_shard(shard), data=data, device=device, dtype=dtype, batch_size=batch_size, backend=backend,
         run_seed=run_seed, command=" ".join(["dps", *sys.argv[1:]]),

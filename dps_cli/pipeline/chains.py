@@ -52,7 +52,7 @@ def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> A
         return sampling_chain(plan.prompt_ids, config.max_new_tokens, config.proposal_temperature, rng,
                               loaded.eos_token_ids, hidden)
     settings = PowerSettings(alpha=config.alpha, max_new_tokens=config.max_new_tokens, blocks=config.blocks,
-                             checkpoints=config.active_checkpoints, hidden=hidden,
+                             checkpoints=config.active_checkpoints, hidden=hidden, after_eos=config.after_eos,
                              eos_token_ids=loaded.eos_token_ids)
     if config.method == "dps":
         assert config.tau is not None, "resolve tau with with_default_tau() first"

@@ -31,6 +31,7 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
         (["--bench", "arith", "--model", "./no/such/model"], "Model path ./no/such/model does not exist."),
         (["--bench", "arith", "--model", "missing.gguf"], "GGUF file missing.gguf does not exist."),
         (["--bench", "arith", "--hidden-layer", "eleven"], "--hidden-layer 'eleven' must be a layer number"),
+        (["--bench", "arith", "--after-eos", "restart"], "Unknown --after-eos 'restart'."),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence(args: list[str], message: str, tmp_path: Path) -> None:
