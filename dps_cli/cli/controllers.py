@@ -184,5 +184,7 @@ def _num(value: float) -> str:
 
 def _interval(value: float, lo: float, hi: float) -> str:
     """A value and its interval, e.g. 0.612 [0.480, 0.740]; an undefined interval shows n/a."""
+    if math.isnan(value):
+        return "n/a"
     bounds = "n/a" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
     return f"{_num(value)} {bounds}"

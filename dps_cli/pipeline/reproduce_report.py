@@ -68,7 +68,7 @@ def build_report(options: ReproduceOptions, stage_seconds: Mapping[str, float]) 
     plot_passk(passk_table([path for _, path in runs]), reports / PASSK_NAME)
     plot_tau_sweep(cards, reports / TAU_NAME)
     plot_accuracy_tokens(evaluation, reports / TOKENS_NAME,
-                         title=f"{options.task}, {evaluation.runs[0].model}: accuracy against tokens")  # fmt: skip
+                         title=f"{options.task}, profile {options.profile.name}: held-out runs")  # fmt: skip
     profile = options.profile
     report = ReproduceReport(
         model=evaluation.runs[0].model or options.model_id,
@@ -142,13 +142,17 @@ def matched_rows(evaluation: EvaluationReport, target_method: str) -> list[Resul
 def matched_note(match: Match, target_method: str) -> str:
     """Which N was matched and the two token figures."""
     note = (
-        f"Matched tokens: N = {match.n} samples of {match.source} ({match.source_method_label}) "
+        f"Matched tokens: N = {match.n} {_samples(match.n)} of {match.source} ({match.source_method_label}) "
         f"cost {match.vote_tokens:.1f} tokens / question, the closest to {target_method}'s "
         f"{match.target_tokens:.1f}."
     )
     if match.short_of_target:
-        note += f" (All {match.available_seeds} stored seeds used: the vote spends fewer tokens.)"
+        note += " The vote uses every stored seed and still spends fewer tokens."
     return note
+
+
+def _samples(n: int) -> str:
+    return "sample" if n == 1 else "samples"
 
 
 def _row(method: str, summary: RunSummary, card: ControllerCard | None = None) -> ResultRow:

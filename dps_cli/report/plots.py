@@ -77,6 +77,7 @@ def plot_accuracy_tokens(report: EvaluationReport, path: Path, title: str | None
     axes.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
     axes.set_xlabel("tokens generated per question (log scale)")
     axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(-3, 103)  # the whole scale, so that a flat or tiny difference looks like one
     if title:
         axes.set_title(title, fontsize="medium")
     axes.grid(True, which="both", alpha=0.3)

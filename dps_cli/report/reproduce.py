@@ -268,6 +268,8 @@ def evidence_cells(card: ControllerCard) -> tuple[str, ...]:
 
 
 def _interval(value: float, lo: float, hi: float) -> str:
+    if math.isnan(value):
+        return NA
     bounds = NA if math.isnan(lo) or math.isnan(hi) else f"[{lo:.3f}, {hi:.3f}]"
     return f"{_float(value)} {bounds}"
 

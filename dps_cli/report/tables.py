@@ -110,12 +110,12 @@ def voting_notes(report: EvaluationReport) -> list[str]:
     notes = []
     for match in report.voting.matches:
         note = (
-            f"--match {match.target}: N = {match.n} samples of {match.source} "
+            f"--match {match.target}: N = {match.n} sample{'' if match.n == 1 else 's'} of {match.source} "
             f"({match.source_method_label}) cost {match.vote_tokens:.1f} tokens / question, "
             f"the closest to {match.target}'s {match.target_tokens:.1f}."
         )
         if match.short_of_target:
-            note += f" That uses all {match.available_seeds} stored seeds; sample more to match fully."
+            note += " That uses every stored seed; sample more seeds to match fully."
         notes.append(note)
     return notes
 
