@@ -64,3 +64,14 @@ def test_match_needs_a_listed_run(tmp_path: Path, **_: Any) -> None:
     result = RUNNER.invoke(app, ["evaluate", str(run), "--match", str(tmp_path / "elsewhere")])
     assert result.exit_code == 2
     assert "is not one of the RUN arguments" in result.stderr
+
+
+def test_vote_json_is_parseable(tmp_path: Path) -> None:
+    import json
+
+    run = temperature_run(tmp_path)
+    result = RUNNER.invoke(app, ["evaluate", str(run), "--vote", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    (votes,) = json.loads(result.stdout)["votes"]
+    assert votes["n"] == 4 and votes["majority"]["tokens_per_question"] == 200.0
+    assert votes["best"]["method"] == "best-of-n"
