@@ -35,7 +35,7 @@ EVERY_FIELD = SampleConfig(
     checkpoints=(1, 3), hidden_layer=None, controller="my-gbdt", tau=0.123456789,
     registry=Path("reg"), seeds=(0, 1, 2, 5, 9, 3), limit=7, offset=2, shard=(1, 3),
     data=Path("data/math500.json"), device="cuda:1", dtype="bfloat16", batch_size=5, backend="hf",
-    run_seed=42, flush_every=3,
+    run_seed=42, flush_every=3, after_eos="continue",
 )  # fmt: skip
 CONFIGS = [
     SampleConfig(bench="arith", out=Path("runs/arith-power")),
