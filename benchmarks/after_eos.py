@@ -1,0 +1,66 @@
+"""What `--after-eos continue` costs and changes against the default `stop`, on one machine.
+
+Runs the same `dps sample` twice (power sampling on the embedded model, arith by default), once per
+mode, then `dps evaluate`, and prints one JSON line per mode: accuracy, proposal tokens per chain,
+completion length, the share of completions that end at EOS, and wall time. Both runs share the
+process's machine and settings, so their ratio is what to read, not the absolute seconds.
+
+    python benchmarks/after_eos.py --limit 16 --seeds 0-1 --k 4 --max-new-tokens 96 --blocks 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+
+def dps(*args: str) -> str:
+    """Run the dps CLI of this interpreter and return its stdout; fail loudly on an error."""
+    done = subprocess.run([sys.executable, "-m", "dps_cli", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"dps {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def measure(mode: str, args: argparse.Namespace, root: Path) -> dict[str, object]:
+    out = root / mode
+    started = time.perf_counter()
+    dps("sample", "--bench", args.bench, "--model", args.model, "--method", "power", "--k", str(args.k),
+        "--max-new-tokens", str(args.max_new_tokens), "--blocks", str(args.blocks), "--seeds", args.seeds,
+        "--limit", str(args.limit), "--hidden-layer", "none", "--after-eos", mode, "--out", str(out))
+    wall = time.perf_counter() - started
+    summary = json.loads(dps("evaluate", str(out), "--json"))["runs"][0]
+    rows = pl.read_parquet(out / "samples" / "*.parquet")
+    return {
+        "after_eos": mode, "chains": rows.height, "accuracy": summary["accuracy"],
+        "proposal_tokens_per_chain": round(float(rows["tokens_generated"].mean()), 1),  # type: ignore[arg-type]
+        "completion_tokens": round(float(rows["tokens_kept"].mean()), 1),  # type: ignore[arg-type]
+        "ended_at_eos": round(float(rows["stopped_at_eos"].mean()), 3),  # type: ignore[arg-type]
+        "acceptance": summary["acceptance_rate"], "wall_s": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", default="arith")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--limit", type=int, default=16)
+    parser.add_argument("--seeds", default="0-1")
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--blocks", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("stop", "continue"):
+            print(json.dumps(measure(mode, args, Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
