@@ -45,6 +45,10 @@ def chain_stats(run: Path, loaded: Any) -> dict[str, np.ndarray]:
         "acceptance_rate": np.array([r["proposals_accepted"] / max(r["proposals_attempted"], 1) for r in rows]),
         "proposal_tokens_per_chain": np.array([r["tokens_generated"] for r in rows], dtype=np.float64),
         "tokens_kept": np.array([r["tokens_kept"] for r in rows], dtype=np.float64),
+        # features at each chain's last checkpoint (entropy is approximate on vllm: top-K, tail bound)
+        "checkpoint_entropy": np.array([r["checkpoints"][-1]["mcmc_entropy"] for r in rows if r["checkpoints"]]),
+        "checkpoint_perplexity": np.array([r["checkpoints"][-1]["mcmc_perplexity"] for r in rows
+                                           if r["checkpoints"]]),
     }
 
 
