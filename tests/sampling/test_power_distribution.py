@@ -2,7 +2,9 @@
 
 A 4-token vocabulary with EOS disabled, a 1-token prompt and 3 new tokens give 64 sequences whose
 exact probabilities we compute with one forward pass; thousands of chains are then compared with
-them in total-variation distance.
+them in total-variation distance. Every test runs on both backends (hf and vllm, the `sampler`
+fixture of tests/backend_fixtures.py) with the same thresholds, on a model with head dimension 64
+so that vLLM's CPU kernels take it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_llama
+from backend_fixtures import backend_sampler
 
-from dps_cli.sampling.engine import Engine
 from dps_cli.sampling.policies import FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 
@@ -22,9 +23,12 @@ VOCAB, NEW, ALPHA, PROMPT = 4, 3, 4.0, (1,)
 CHAINS = 4000
 
 
+sampler = backend_sampler(seed=4, scale=8.0)  # each test runs on the hf and vllm backends
+
+
 @pytest.fixture(scope="module")
-def model():  # type: ignore[no-untyped-def]
-    return build_tiny_llama(VOCAB, seed=2, eos_token_id=None, scale=8.0)
+def model(sampler):  # type: ignore[no-untyped-def]
+    return sampler.model
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +49,10 @@ def exact(model):  # type: ignore[no-untyped-def]
     }
 
 
-def empirical(model, exact, drivers) -> np.ndarray:  # type: ignore[no-untyped-def]
+def empirical(sampler, exact, drivers) -> np.ndarray:  # type: ignore[no-untyped-def]
     finals: list[tuple[int, ...]] = []
-    Engine(model, eos_token_ids=(), max_batch=512).run(
-        drivers, lambda key, result: finals.append(tuple(result.sequence.generated.tolist())))
+    sampler.run(drivers, eos_token_ids=(), max_batch=512,
+                on_done=lambda key, result: finals.append(tuple(result.sequence.generated.tolist())))
     counts = np.bincount([exact["seqs"][s] for s in finals], minlength=len(exact["seqs"]))
     return counts / counts.sum()
 
@@ -57,30 +61,30 @@ def tv(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * float(np.abs(a - b).sum())
 
 
-def power_law(model, exact, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def power_law(sampler, exact, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     settings = PowerSettings(alpha=ALPHA, max_new_tokens=NEW, blocks=1)
-    return empirical(model, exact, ((i, power_chain(PROMPT, settings, FixedK(k), np.random.default_rng(i)))
+    return empirical(sampler, exact, ((i, power_chain(PROMPT, settings, FixedK(k), np.random.default_rng(i)))
                                     for i in range(CHAINS)))
 
 
-def test_power_sampler_matches_exact_power_distribution(model, exact) -> None:  # type: ignore[no-untyped-def]
+def test_power_sampler_matches_exact_power_distribution(sampler, exact) -> None:  # type: ignore[no-untyped-def]
     assert tv(exact["power"], exact["tempered"]) > 0.3  # the test can tell the two laws apart
-    long_chain = power_law(model, exact, k=20)
-    short_chain = power_law(model, exact, k=2)
+    long_chain = power_law(sampler, exact, k=20)
+    short_chain = power_law(sampler, exact, k=2)
     assert tv(long_chain, exact["power"]) < 0.05
     assert tv(long_chain, exact["tempered"]) > 0.3
     # more MH steps move the chain closer to the target
     assert tv(short_chain, exact["power"]) > tv(long_chain, exact["power"]) + 0.1
 
 
-def test_temperature_driver_matches_exact_tempered_distribution(model, exact) -> None:  # type: ignore[no-untyped-def]
-    law = empirical(model, exact, ((i, sampling_chain(PROMPT, NEW, 1 / ALPHA, np.random.default_rng(i)))
+def test_temperature_driver_matches_exact_tempered_distribution(sampler, exact) -> None:  # type: ignore[no-untyped-def]
+    law = empirical(sampler, exact, ((i, sampling_chain(PROMPT, NEW, 1 / ALPHA, np.random.default_rng(i)))
                                    for i in range(CHAINS)))
     assert tv(law, exact["tempered"]) < 0.05
     assert tv(law, exact["power"]) > 0.3
 
 
-def test_alpha_one_temperature_one_reproduces_base_model(model, exact) -> None:  # type: ignore[no-untyped-def]
-    law = empirical(model, exact, ((i, sampling_chain(PROMPT, NEW, 1.0, np.random.default_rng(i)))
+def test_alpha_one_temperature_one_reproduces_base_model(sampler, exact) -> None:  # type: ignore[no-untyped-def]
+    law = empirical(sampler, exact, ((i, sampling_chain(PROMPT, NEW, 1.0, np.random.default_rng(i)))
                                    for i in range(CHAINS)))
     assert tv(law, exact["base"]) < 0.05
