@@ -69,7 +69,7 @@ PROFILE ?= cpu
 SLURM ?= 0
 SBATCH ?=
 reproduce: install
-	$(PY) -m dps_cli.pipeline.reproduce --task $(TASK) --profile $(PROFILE) $(if $(filter 1,$(SLURM)),--slurm,) $(foreach opt,$(SBATCH),--sbatch $(opt))
+	$(DPS) reproduce --task $(TASK) --profile $(PROFILE) $(if $(filter 1,$(SLURM)),--slurm,) $(foreach opt,$(SBATCH),--sbatch $(opt))
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache

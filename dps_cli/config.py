@@ -20,8 +20,41 @@ PAPER_BLOCKS = 16
 DEFAULT_K = 8
 DEFAULT_CHECKPOINTS = (2, 4, 8)
 DEFAULT_HIDDEN_LAYER = 11
+EMBEDDED_MODEL = "smollm2-135m"  # the embedded default model's alias (dps_cli.models.embedded)
+DEFAULT_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}  # chains per batch by device; decoding is memory-bound
+DEFAULT_FLUSH_EVERY = 16
 MAX_SEEDS = 100_000  # sample seeds per question; a typo such as 0-99999999999 must not exhaust memory
 MAX_SEED = 2**31 - 1  # seeds are stored as int32
+
+
+@dataclass(frozen=True)
+class KSchedule:
+    """DPS's budget schedule (DESIGN §1): start at k = ``start``; at a checkpoint, escalate by
+    ``step`` while ``1 - p_enough > tau`` and ``k < max``. Its ladder is the k of the fixed-k runs
+    that train and replay a controller; the last rung is the fixed-k reference."""
+
+    start: int = 2
+    step: int = 2
+    max: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start <= self.max or self.step < 1 or (self.max - self.start) % self.step:
+            raise ValueError(f"k schedule start={self.start}, step={self.step}, max={self.max}: "
+                             "max - start must be a non-negative multiple of step")
+
+    def ladder(self) -> tuple[int, ...]:
+        """Every k the schedule can reach, in order: (2, 4, 6, 8)."""
+        return tuple(range(self.start, self.max + 1, self.step))
+
+    def next_k(self, k: int, p_enough: float, tau: float) -> int:
+        """The budget after a checkpoint at which the controller answered ``p_enough``."""
+        if 1.0 - p_enough > tau and k < self.max:
+            return min(k + self.step, self.max)
+        return k
+
+
+#: The one k schedule: the live DPS policy, the tau replay, collect's labels and the profiles.
+K_SCHEDULE = KSchedule()
 
 
 @dataclass(frozen=True)
@@ -30,7 +63,7 @@ class SampleConfig:
 
     bench: str
     out: Path
-    model: str = "smollm2-135m"
+    model: str = EMBEDDED_MODEL
     method: str = "power"
     k: int = DEFAULT_K
     alpha: float = PAPER_ALPHA
@@ -53,7 +86,7 @@ class SampleConfig:
     batch_size: int | None = None
     backend: str = "auto"  # auto | hf | vllm; the pipeline resolves auto before writing the manifest
     run_seed: int = 0
-    flush_every: int = 16
+    flush_every: int = DEFAULT_FLUSH_EVERY
     command: str = field(default="", compare=False)  # provenance, not a setting
 
     def __post_init__(self) -> None:
@@ -115,6 +148,10 @@ class SampleConfig:
             return ()
         return tuple(sorted(b for b in set(self.checkpoints) if 1 <= b <= self.blocks))
 
+    def resolved_batch_size(self, device: str) -> int:
+        """``batch_size``, else the default for ``device`` (a resolved device, e.g. ``cuda:0``)."""
+        return self.batch_size or DEFAULT_BATCH.get(device.split(":")[0], DEFAULT_BATCH["cpu"])
+
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: rerunning with the same identity resumes it."""
         mh = self.method in ("power", "dps")
@@ -124,7 +161,7 @@ class SampleConfig:
             "model": self.model,
             "method": self.method,
             "alpha": self.alpha if mh else None,
-            "k": (2 if self.method == "dps" else self.k) if mh else None,
+            "k": (K_SCHEDULE.start if self.method == "dps" else self.k) if mh else None,
             "temperature": self.proposal_temperature,
             "max_new_tokens": self.max_new_tokens,
             "blocks": self.blocks if mh else None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from dps_cli.runs.schema import SAMPLE_SCHEMA
 from dps_cli.runs.store import RunStore
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, TaskBase
 
 DEFAULT_RUN_ID = "test-run"
 
@@ -114,14 +114,13 @@ def write_run(
     return root
 
 
-class BoxedIntegerTask:
+class BoxedIntegerTask(TaskBase):
     """A stand-in task: questions ``arith-0000``.. with reference ``str(i)``, graded on \\boxed{N}.
 
     Lets pipeline tests grade without depending on a real task's data or grader.
     """
 
     name = "arith"
-    prefers_raw_prompt = False
 
     def __init__(self, count: int = 10) -> None:
         self.count = count
@@ -135,10 +134,6 @@ class BoxedIntegerTask:
             for i in range(self.count)
         ]
 
-    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
-        """No choices."""
-        return None
-
     def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
         """The question text."""
         return question.text
@@ -151,7 +146,10 @@ class BoxedIntegerTask:
         return found[-1] if found else None
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Exact match of the boxed integer with the reference."""
         grades = []

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train-controller", "train", "train_controller"),
     ("evaluate", "evaluate", "evaluate"),
     ("passk", "passk", "passk"),
+    ("reproduce", "reproduce", "reproduce"),
 ]
 
 for _name, _module, _attr in COMMANDS:

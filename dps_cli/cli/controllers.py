@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +15,7 @@ from rich.console import Console
 
 from dps_cli.cli.console import stdout_console
 from dps_cli.cli.errors import report_errors
+from dps_cli.cli.options import RegistryOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -28,15 +28,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-RegistryOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--registry",
-        help="Controller registry directory "
-        "(default: $DPS_HOME/controllers, else the user data dir).",
-        show_default=False,
-    ),
-]
 NameArgument = Annotated[str, typer.Argument(help="Controller name.", show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 

@@ -10,15 +10,11 @@ import typer
 from rich.console import Console
 
 from dps_cli.cli.console import stdout_console
-from dps_cli.cli.controllers import RegistryOption
+from dps_cli.cli.options import RegistryOption
+from dps_cli.controllers.kinds import CONTROLLER_KINDS
 
-
-class KindChoice(str, Enum):
-    """The controller kinds (must equal `CONTROLLER_KINDS.names()`; a test checks)."""
-
-    gbdt = "gbdt"
-    mlp_h = "mlp-h"
-    mlp_hq = "mlp-hq"
+#: The registry's kinds as the command's choices.
+KindChoice = Enum("KindChoice", {name: name for name in CONTROLLER_KINDS.names()}, type=str)  # type: ignore[misc]
 
 
 def train_controller(

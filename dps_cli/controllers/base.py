@@ -18,7 +18,7 @@ from dps_cli.controllers.card import ControllerCard
 from dps_cli.controllers.features import CheckpointFeatures
 
 if TYPE_CHECKING:
-    from dps_cli.controllers.training import LabeledSet, TrainSettings
+    from dps_cli.controllers.fitting import LabeledSet, TrainSettings
 
 
 class PEnoughModel(Protocol):

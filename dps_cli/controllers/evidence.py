@@ -24,7 +24,7 @@ from dps_cli.controllers.card import HeldOutMetrics
 
 if TYPE_CHECKING:
     from dps_cli.controllers.base import PEnoughModel
-    from dps_cli.controllers.training import LabeledSet
+    from dps_cli.controllers.fitting import LabeledSet
 
 N_BOOT = 2000
 LEVEL = 0.95

@@ -18,7 +18,7 @@ from dps_cli.controllers.card import ControllerCard
 from dps_cli.controllers.features import CheckpointFeatures, scalar_matrix
 
 if TYPE_CHECKING:
-    from dps_cli.controllers.training import LabeledSet, TrainSettings
+    from dps_cli.controllers.fitting import LabeledSet, TrainSettings
 
 MODEL_FILE = "model.cbm"
 PATIENCE_SCALE = 10  # boosting rounds are cheap and noisy: wait 10x the epoch patience

@@ -24,7 +24,7 @@ from dps_cli.controllers.card import ControllerCard
 from dps_cli.controllers.features import CheckpointFeatures, scalar_matrix, vector_matrix
 
 if TYPE_CHECKING:
-    from dps_cli.controllers.training import LabeledSet, TrainSettings
+    from dps_cli.controllers.fitting import LabeledSet, TrainSettings
 
 MODEL_FILE = "model.pt"
 FORMAT_VERSION = 1

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dps_cli.config import K_SCHEDULE
 from dps_cli.controllers.base import PEnoughModel
 from dps_cli.controllers.card import TauPoint, TauSweep
-from dps_cli.controllers.table import LADDER, checkpoint_features, checkpoint_rows
+from dps_cli.controllers.table import checkpoint_features, checkpoint_rows
 
 if TYPE_CHECKING:
     import polars as pl
 
 TAUS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 10))
 ACCURACY_TOLERANCE = 0.01  # a tau qualifies when it is within 1 point of fixed k=8
-K_STEP = 2
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ReplayOutcome:
 
 def replay_pair(runs: dict[int, RunLog], tau: float) -> ReplayOutcome:
     """Run the policy once for one (question, seed); ``runs`` maps every ladder k to its log."""
-    k = LADDER[0]
+    k = K_SCHEDULE.start
     elapsed = 0.0
     last: int | None = None
     blocks = sorted({b for run in runs.values() for b in run.time_at})
@@ -66,8 +66,7 @@ def replay_pair(runs: dict[int, RunLog], tau: float) -> ReplayOutcome:
             break  # this run finished before the block: the chain is done
         elapsed += run.time_at[block] - (run.time_at.get(last, 0.0) if last is not None else 0.0)
         last = block
-        if k < LADDER[-1] and 1.0 - run.p_enough[block] > tau:
-            k = min(k + K_STEP, LADDER[-1])
+        k = K_SCHEDULE.next_k(k, run.p_enough[block], tau)
     final = runs[k]
     done = final.time_at.get(last, final.wall_time_s) if last is not None else 0.0
     elapsed += max(0.0, final.wall_time_s - done)
@@ -89,12 +88,12 @@ def tau_sweep(model: PEnoughModel, frame: pl.DataFrame, taus: Sequence[float] = 
     logs, skipped = _run_logs(model, frame)
     if not logs:
         return TauSweep((), None, {}, {}, 0, skipped, _no_pairs_note(skipped))
-    total_k8 = sum(runs[LADDER[-1]].wall_time_s for runs in logs.values())
+    total_k8 = sum(runs[K_SCHEDULE.max].wall_time_s for runs in logs.values())
     baseline_accuracy = {
-        k: float(np.mean([runs[k].correct for runs in logs.values()])) for k in LADDER
+        k: float(np.mean([runs[k].correct for runs in logs.values()])) for k in K_SCHEDULE.ladder()
     }
     baseline_time = {
-        k: _ratio(sum(runs[k].wall_time_s for runs in logs.values()), total_k8) for k in LADDER
+        k: _ratio(sum(runs[k].wall_time_s for runs in logs.values()), total_k8) for k in K_SCHEDULE.ladder()
     }
     points = []
     for tau in taus:
@@ -110,7 +109,7 @@ def tau_sweep(model: PEnoughModel, frame: pl.DataFrame, taus: Sequence[float] = 
     note = f"{skipped} (question, seed) pair(s) lack a run at some k; skipped." if skipped else ""
     return TauSweep(
         points=tuple(points),
-        recommended_tau=recommend_tau(points, baseline_accuracy[LADDER[-1]]),
+        recommended_tau=recommend_tau(points, baseline_accuracy[K_SCHEDULE.max]),
         baseline_accuracy=baseline_accuracy,
         baseline_relative_time=baseline_time,
         pairs=len(logs),
@@ -137,7 +136,7 @@ def _run_logs(
         run = logs[(qid, seed)][k]
         run.time_at[block] = float(seconds)
         run.p_enough[block] = float(p[i])
-    complete = {key: runs for key, runs in logs.items() if all(k in runs for k in LADDER)}
+    complete = {key: runs for key, runs in logs.items() if all(k in runs for k in K_SCHEDULE.ladder())}
     return complete, len(logs) - len(complete)
 
 
@@ -146,7 +145,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _no_pairs_note(skipped: int) -> str:
-    ladder = ", ".join(str(k) for k in LADDER)
+    ladder = ", ".join(str(k) for k in K_SCHEDULE.ladder())
     return (
         f"No held-out (question, seed) pair has runs at every k of {ladder} "
         f"({skipped} incomplete); the tau sweep is empty."

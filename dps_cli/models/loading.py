@@ -176,7 +176,7 @@ def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
 def _local_directory(source: ModelSource) -> str:
     """A directory (or hub id) that ``from_pretrained`` can read quickly."""
     if source.kind == "embedded":
-        return str(_converted_gguf(embedded.embedded_gguf_path(), name="smollm2-135m-instruct"))
+        return str(_converted_gguf(embedded.embedded_gguf_path(), name=f"{embedded.ALIAS}-instruct"))
     if source.kind == "gguf":
         return str(_converted_gguf(Path(source.location), name=None))
     return source.location

@@ -19,16 +19,16 @@ import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
-from dps_cli.pipeline.judge import LocalJudgeResult
+from dps_cli.pipeline.judge import judge_run
+from dps_cli.report.results import AlpacaResult
 from dps_cli.runs.atomic import atomic_write_bytes
 from dps_cli.runs.store import RunStore
 
 logger = logging.getLogger(__name__)
 
-ALPACA_TASK = "alpacaeval"
 OUTPUTS_NAME = "alpaca_eval_outputs.json"
 JUDGE_DIR = "alpaca_eval"
 LEADERBOARD_NAME = "leaderboard.csv"
@@ -36,16 +36,16 @@ JUDGE_ENV_VARS = ("OPENAI_API_KEY", "OPENAI_CLIENT_CONFIG_PATH")
 DEFAULT_DATASET = "alpaca_eval"
 
 
-@dataclass(frozen=True)
-class AlpacaResult:
-    """Where the outputs are, how to judge them, and the win rates (percent) once judged."""
-
-    outputs_path: str
-    command: str
-    win_rate: float | None
-    lc_win_rate: float | None
-    note: str
-    local_judge: LocalJudgeResult | None = None
+def alpaca_verdict(
+    run_dir: Path, label: str, rejudge: bool, judge: str | None, judge_device: str
+) -> AlpacaResult:
+    """The external judge ``alpaca_eval`` of tasks that name it (`Task.external_judge`), and the
+    offline judge ``judge`` (a model spec, `dps_cli.pipeline.judge`) when one is given."""
+    store = RunStore.open_existing(run_dir)
+    result = judge_alpaca_run(store, label, rejudge=rejudge)
+    if judge is not None:
+        result = replace(result, local_judge=judge_run(store, judge, device=judge_device))
+    return result
 
 
 def judge_alpaca_run(store: RunStore, generator: str, rejudge: bool = False) -> AlpacaResult:

@@ -9,24 +9,19 @@ import numpy as np
 
 from dps_cli.config import SampleConfig
 from dps_cli.models.loading import LoadedModel
+from dps_cli.pipeline.plan import chain_rng
 from dps_cli.sampling.backend import Backend, make_backend
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 from dps_cli.sampling.results import CheckpointRecord
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.sample import ChainPlan
+    from dps_cli.pipeline.plan import ChainPlan
 
-# Decoding is memory-bound: a GPU step of 64 chains costs little more than one of 1.
-AUTO_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}
 #: Tau for a controller whose replay recommends none (no held-out pairs): the middle of (0, 1).
 FALLBACK_TAU = 0.5
 
 logger = logging.getLogger(__name__)
-
-
-def batch_size(config: SampleConfig, device: str) -> int:
-    return config.batch_size or AUTO_BATCH.get(device.split(":")[0], 16)
 
 
 def build_engine(config: SampleConfig, loaded: LoadedModel) -> Backend:
@@ -38,14 +33,12 @@ def build_engine(config: SampleConfig, loaded: LoadedModel) -> Backend:
                         "Pick a smaller layer or 'none'.")
     decider = _controller_decider(config, loaded) if config.method == "dps" else None
     return make_backend(config.backend, loaded.model, loaded.eos_token_ids,
-                        max_batch=batch_size(config, loaded.device), hidden_layer=config.hidden_layer,
+                        max_batch=config.resolved_batch_size(loaded.device), hidden_layer=config.hidden_layer,
                         decider=decider)
 
 
 def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> Any:
     """The generator that runs one chain under the configured method."""
-    from dps_cli.pipeline.sample import chain_rng
-
     rng = chain_rng(config.run_seed, plan.question.id, plan.seed)
     hidden = config.hidden_layer is not None
     if config.method in ("temperature", "greedy"):

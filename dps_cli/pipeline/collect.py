@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dps_cli.config import K_SCHEDULE
 from dps_cli.controllers.features import SCALAR_FEATURES
-from dps_cli.controllers.table import LADDER, TABLE_SCHEMA, write_table
+from dps_cli.controllers.table import TABLE_SCHEMA, write_table
 from dps_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ SAMPLE_COLUMNS = (
     "checkpoints", "question_embedding",
 )  # fmt: skip
 SAME_ACROSS_RUNS = ("task", "model", "alpha", "hidden_layer")
-REFERENCE_K = LADDER[-1]
+REFERENCE_K = K_SCHEDULE.max  # every k of the ladder is labelled against this one
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def read_run_info(path: Path) -> RunInfo:
 
 def check_runs(infos: Sequence[RunInfo]) -> None:
     """Refuse non-power runs, k outside the ladder, mixed task/model/alpha/layer, and no k=8."""
-    ladder = ", ".join(str(k) for k in LADDER)
+    ladder = ", ".join(str(k) for k in K_SCHEDULE.ladder())
     for info in infos:
         if info.method != "power":
             raise UserError(
@@ -133,7 +134,7 @@ def check_runs(infos: Sequence[RunInfo]) -> None:
                 "fixed-k power runs.",
                 f"Pass runs sampled with --method power and --k in {ladder}.",
             )
-        if info.k not in LADDER:
+        if info.k not in K_SCHEDULE.ladder():
             raise UserError(
                 f"Run {info.name} used k={info.k}; dps collect takes fixed-k runs with k in "
                 f"{ladder}.",

@@ -17,24 +17,31 @@ Definitions used in every report:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dps_cli.pipeline.alpaca import ALPACA_TASK, AlpacaResult, judge_alpaca_run
+from dps_cli.pipeline.alpaca import alpaca_verdict
 from dps_cli.pipeline.grading import ensure_grades, grade_run
-from dps_cli.pipeline.vote import VotingSection, voting_section
+from dps_cli.pipeline.vote import voting_section
 from dps_cli.report.metrics import bootstrap_ci, paired_difference
+from dps_cli.report.results import AlpacaResult, Comparison, EvaluationReport, RunSummary
 from dps_cli.runs.store import RunStore
+from dps_cli.tasks import get_task
 
 if TYPE_CHECKING:
     import polars as pl
 
 logger = logging.getLogger(__name__)
 
+#: The external judges a task may name (`Task.external_judge`): run dir, label, rejudge, offline
+#: judge model and its device -> the verdict `RunSummary.alpaca` carries.
+EXTERNAL_JUDGES: dict[str, Callable[[Path, str, bool, str | None, str], AlpacaResult]] = {
+    "alpaca_eval": alpaca_verdict,
+}
 #: Seed of every bootstrap in reports, so the same runs always print the same intervals.
 BOOTSTRAP_SEED = 0
 MH_METHODS = ("power", "dps")
@@ -52,62 +59,6 @@ __all__ = [
     "grade_run",
     "summarize_run",
 ]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run's headline numbers (see the module docstring for the definitions)."""
-
-    run: str
-    label: str
-    run_id: str
-    task: str
-    model: str
-    method: str
-    method_label: str
-    questions: int
-    samples: int
-    graded_samples: int
-    accuracy: float | None
-    accuracy_lo: float | None
-    accuracy_hi: float | None
-    seconds_per_question: float | None
-    mean_final_k: float | None
-    tokens_per_question: float | None
-    acceptance_rate: float | None
-    alpaca: AlpacaResult | None = None
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A run against the baseline (the first run) on the questions both answered."""
-
-    baseline: str
-    run: str
-    shared_questions: int
-    baseline_accuracy: float
-    run_accuracy: float
-    delta: float
-    delta_lo: float
-    delta_hi: float
-    time_ratio: float | None
-
-
-@dataclass(frozen=True)
-class EvaluationReport:
-    """Everything `dps evaluate` prints."""
-
-    runs: list[RunSummary]
-    comparisons: list[Comparison]
-    voting: VotingSection = VotingSection()
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``--json``)."""
-        return {
-            "runs": [asdict(summary) for summary in self.runs],
-            "comparisons": [asdict(comparison) for comparison in self.comparisons],
-            **asdict(self.voting),
-        }
 
 
 def evaluate_runs(
@@ -133,14 +84,10 @@ def evaluate_runs(
         )
         all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
-        if summary.task == ALPACA_TASK:
-            alpaca = judge_alpaca_run(RunStore.open_existing(run_dir), label, rejudge=regrade)
-            if judge is not None:
-                from dps_cli.pipeline.judge import judge_run
-
-                local = judge_run(RunStore.open_existing(run_dir), judge, device=judge_device)
-                alpaca = replace(alpaca, local_judge=local)
-            summary = _with_alpaca(summary, alpaca)
+        external = get_task(summary.task).external_judge
+        if external is not None:  # e.g. AlpacaEval: no local grade, a judge's verdict instead
+            verdict = EXTERNAL_JUDGES[external](run_dir, label, regrade, judge, judge_device)
+            summary = replace(summary, alpaca=verdict)
         summaries.append(summary)
         frames.append(question_frame(RunStore.open_existing(run_dir), grades))
     comparisons = [
@@ -272,11 +219,6 @@ def _accuracy_interval(grades: pl.DataFrame) -> tuple[float, float, float] | Non
         return None
     values = per_question["correct"].to_numpy()
     return bootstrap_ci(values, rng=np.random.default_rng(BOOTSTRAP_SEED))
-
-
-def _with_alpaca(summary: RunSummary, alpaca: AlpacaResult) -> RunSummary:
-    """``summary`` carrying the AlpacaEval export and verdict."""
-    return replace(summary, alpaca=alpaca)
 
 
 def _mean(series: pl.Series) -> float | None:

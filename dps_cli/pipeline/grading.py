@@ -8,16 +8,15 @@ samples twice writes byte-identical files (rows sorted by question id and seed).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dps_cli.errors import UserError
 from dps_cli.runs.store import RunStore
-from dps_cli.tasks.base import Grade, Question, Task
+from dps_cli.tasks.base import Question, Task
 
 if TYPE_CHECKING:
     import polars as pl
@@ -78,8 +77,8 @@ def grade_run(
     """Grade every sample of the run at ``run_dir``, write grades.parquet and return it.
 
     Columns: run_id, question_id, seed, answer (null: none found), correct (null: the task
-    needs an external judge), grade_detail. ``workers`` reaches tasks whose ``grade_many``
-    accepts a ``workers`` keyword; other tasks grade with their own parallelism.
+    needs an external judge), grade_detail. ``workers`` bounds the grading processes of
+    tasks that grade in parallel (HumanEval); the others ignore it.
     ``unsafe_sandbox`` lets tasks that run generated code (HumanEval) grade without the
     operating system's sandbox where it cannot start.
     """
@@ -116,7 +115,7 @@ def _grade_store(
         ).iter_rows()
     ]
     logger.info("Grading %d samples of %s with task %s", len(items), store.root, task.name)
-    grades = _call_grade_many(task, items, workers, unsafe_sandbox)
+    grades = list(task.grade_many(items, workers=workers, unsafe_sandbox=unsafe_sandbox))
     if len(grades) != len(items):
         raise RuntimeError(f"task {task.name} returned {len(grades)} grades for {len(items)} items")
     frame = pl.DataFrame(
@@ -147,25 +146,3 @@ def _check_questions_known(
         f"Run {store.root} has samples for questions missing from {data}: {shown}{more}.",
         "Grade with the same data the run was sampled from (config.data in manifest.json).",
     )
-
-
-def _call_grade_many(
-    task: Task,
-    items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
-    workers: int | None,
-    unsafe_sandbox: bool = False,
-) -> list[Grade]:
-    """``task.grade_many(items)``, passing ``workers`` and ``unsafe_sandbox`` only to tasks that
-    take them."""
-    parameters = inspect.signature(task.grade_many).parameters
-    options: dict[str, Any] = {}
-    if unsafe_sandbox and "unsafe_sandbox" in parameters:
-        options["unsafe_sandbox"] = True
-    if workers is not None and "workers" in parameters:
-        options["workers"] = workers
-    elif workers is not None:
-        logger.debug("Task %s chooses its own grading parallelism; ignoring workers", task.name)
-    if options:
-        grade_many_with_options: Any = task.grade_many
-        return list(grade_many_with_options(items, **options))
-    return list(task.grade_many(items))

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dps_cli.errors import UserError
 from dps_cli.report.metrics import bootstrap_ci
+from dps_cli.report.results import LocalJudgeResult
 from dps_cli.runs.store import RunStore
 from dps_cli.sampling.requests import Prefill, PrefillResult
+from dps_cli.tasks.prompting import message_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +34,6 @@ JUDGE_PROMPT = (
 )
 VERDICTS = ("A", "B")
 JUDGE_BATCH = 8
-
-
-@dataclass(frozen=True)
-class LocalJudgeResult:
-    """Win rate (percent) of a run's outputs against the reference outputs, per a local judge."""
-
-    judge: str
-    items: int
-    win_rate: float
-    win_rate_lo: float
-    win_rate_hi: float
 
 
 def verdict_token_ids(tokenizer: Any) -> tuple[int, int]:
@@ -62,11 +52,7 @@ def verdict_token_ids(tokenizer: Any) -> tuple[int, int]:
 def judge_prompt_ids(tokenizer: Any, instruction: str, first: str, second: str) -> tuple[int, ...]:
     """The judge prompt with the chat template when the tokenizer has one; token ids."""
     text = JUDGE_PROMPT.format(instruction=instruction, first=first, second=second)
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-        return tuple(tokenizer.encode(text, add_special_tokens=False))
-    return tuple(tokenizer.encode(text + "\nAnswer:"))
+    return tuple(message_prompt(tokenizer, text, raw=text + "\nAnswer:")[1])
 
 
 def _win_probability(result: PrefillResult, run_letter: int) -> float:

@@ -8,52 +8,14 @@ k's average — and the report counts and names it, rather than dropping it sile
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from dps_cli.errors import UserError
 from dps_cli.pipeline.evaluate import method_label, run_labels
 from dps_cli.pipeline.grading import ensure_grades
 from dps_cli.report.metrics import pass_at_k
+from dps_cli.report.results import PasskPoint, PasskReport, RunPassk
 from dps_cli.runs.store import RunStore
-
-
-@dataclass(frozen=True)
-class PasskPoint:
-    """pass@k at one k: the mean over ``questions``, and those left out for lack of samples."""
-
-    k: int
-    value: float
-    questions: int
-    excluded: list[str]
-
-
-@dataclass(frozen=True)
-class RunPassk:
-    """One run's pass@k curve."""
-
-    run: str
-    label: str
-    method_label: str
-    questions: int
-    max_samples: int
-    points: list[PasskPoint]
-
-
-@dataclass(frozen=True)
-class PasskReport:
-    """Everything `dps passk` prints and plots."""
-
-    runs: list[RunPassk]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``--json``)."""
-        return {"runs": [asdict(run) for run in self.runs]}
-
-    def max_k(self) -> int:
-        """The largest k any run reaches."""
-        return max((run.max_samples for run in self.runs), default=0)
 
 
 def passk_table(

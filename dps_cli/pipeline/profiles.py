@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dps_cli.config import PAPER_ALPHA, PAPER_BLOCKS, PAPER_MAX_NEW_TOKENS
+from dps_cli.config import (
+    EMBEDDED_MODEL,
+    K_SCHEDULE,
+    PAPER_ALPHA,
+    PAPER_BLOCKS,
+    PAPER_MAX_NEW_TOKENS,
+)
 from dps_cli.errors import UserError
-
-#: The fixed-k ladder of the training runs; collect labels every k against the last one.
-LADDER = (2, 4, 6, 8)
-#: The controller kinds the paper compares, in the table's order.
-CONTROLLER_KINDS = ("gbdt", "mlp-h", "mlp-hq")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,6 @@ class Profile:
 
     name: str
     model: str
-    alpha: float
     max_new_tokens: int
     blocks: int
     checkpoints: tuple[int, ...]
@@ -35,14 +35,14 @@ class Profile:
     train_questions: int
     test_questions: int
     batch_size: int | None
-    baseline_k: int = 8
-    ladder: tuple[int, ...] = LADDER
+    alpha: float = PAPER_ALPHA
+    #: The fixed-k runs that train the controllers; collect labels every k against the last one.
+    ladder: tuple[int, ...] = K_SCHEDULE.ladder()
     gbdt_iterations: int = 1000
     mlp_epochs: int = 200
     train_threads: int = 1
     slurm_shards: int = 1
     sbatch: dict[str, str] = field(default_factory=dict)
-    description: str = ""
     #: Seeds of the held-out temperature run: enough samples for majority voting to reach the
     #: tokens per question of fixed k (empty: ``seeds``).
     vote_seeds: tuple[int, ...] = ()
@@ -60,10 +60,15 @@ class Profile:
                 f"Profile {self.name!r}: max_new_tokens {self.max_new_tokens} must be divisible "
                 f"by blocks {self.blocks}.",
             )
-        if self.ladder[-1] != self.baseline_k:
-            raise UserError(f"Profile {self.name!r}: the ladder must end at k={self.baseline_k}.")
+        if self.ladder[-1] != K_SCHEDULE.max:
+            raise UserError(f"Profile {self.name!r}: the ladder must end at k={K_SCHEDULE.max}.")
         if not 0.0 < self.controller_test_fraction < 1.0:
             raise UserError(f"Profile {self.name!r}: controller_test_fraction must lie in (0, 1).")
+
+    @property
+    def baseline_k(self) -> int:
+        """The fixed-k baseline of the table: the top of the ladder, the reference of the labels."""
+        return self.ladder[-1]
 
     @property
     def temperature(self) -> float:
@@ -96,8 +101,7 @@ class Profile:
 #   (~30 s): ~1,150 s, leaving ~35% of the 30 minutes as margin.
 CPU = Profile(
     name="cpu",
-    model="smollm2-135m",
-    alpha=4.0,
+    model=EMBEDDED_MODEL,
     max_new_tokens=48,
     blocks=4,
     checkpoints=(1, 2, 3),
@@ -110,7 +114,6 @@ CPU = Profile(
     mlp_epochs=100,
     train_threads=2,
     sbatch={"cpus-per-task": "2", "mem": "8G"},  # SLURM=1: a CPU node, no GPU
-    description="embedded SmolLM2-135M on 2 CPU cores, 48 new tokens, 10-20 minutes",
     # a k=8 chain costs ~528 tokens, a plain sample at most 48: majority voting needs ~11
     # samples to spend as much; 16 leave room for samples that stop early (~8k tokens, ~2 min)
     vote_seeds=tuple(range(16)),
@@ -130,8 +133,7 @@ CPU = Profile(
 # plus 40 x 4 held-out), i.e. about 1.5-2.5 hours on 2 idle cores.
 CPU_LARGE = Profile(
     name="cpu-large",
-    model="smollm2-135m",
-    alpha=4.0,
+    model=EMBEDDED_MODEL,
     max_new_tokens=48,
     blocks=4,
     checkpoints=(1, 2, 3),
@@ -144,8 +146,6 @@ CPU_LARGE = Profile(
     mlp_epochs=100,
     train_threads=2,
     sbatch={"cpus-per-task": "2", "mem": "8G"},
-    description="embedded SmolLM2-135M, all 200 arith questions x 4 seeds: decides whether the "
-    "controllers beat chance; 1.5-2.5 hours on 2 CPU cores",
     vote_seeds=tuple(range(16)),
     controller_test_fraction=0.5,
 )
@@ -156,8 +156,7 @@ CPU_LARGE = Profile(
 # random model (--model DIR). Its numbers mean nothing.
 SMOKE = Profile(
     name="smoke",
-    model="smollm2-135m",
-    alpha=4.0,
+    model=EMBEDDED_MODEL,
     max_new_tokens=8,
     blocks=2,
     checkpoints=(1,),
@@ -170,7 +169,6 @@ SMOKE = Profile(
     mlp_epochs=2,
     train_threads=1,
     sbatch={"cpus-per-task": "1", "mem": "2G"},
-    description="3 + 2 questions, 8 new tokens: checks the pipeline runs, not what it finds",
 )
 
 # The paper's setting (DPS paper / Karan & Du 2025): Qwen2.5-Math-7B on MATH500, alpha 4,
@@ -180,7 +178,6 @@ SMOKE = Profile(
 PAPER = Profile(
     name="paper",
     model="Qwen/Qwen2.5-Math-7B",
-    alpha=PAPER_ALPHA,
     max_new_tokens=PAPER_MAX_NEW_TOKENS,
     blocks=PAPER_BLOCKS,
     checkpoints=(2, 4, 8),
@@ -188,11 +185,10 @@ PAPER = Profile(
     seeds=tuple(range(8)),
     train_questions=250,
     test_questions=250,
-    batch_size=None,  # the engine's default for the device (64 on CUDA)
+    batch_size=None,  # the default for the device (config.DEFAULT_BATCH)
     train_threads=8,
     slurm_shards=8,
     sbatch={"gres": "gpu:1", "cpus-per-task": "8", "mem": "64G", "time": "24:00:00"},
-    description="Qwen2.5-Math-7B, paper settings, GPU",
     # a k=8 chain costs ~3072 x (1 + 8 x 17/4) ~ 107k tokens, a plain sample at most 3072: ~35
     vote_seeds=tuple(range(48)),
 )

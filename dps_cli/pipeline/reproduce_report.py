@@ -16,7 +16,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dps_cli.pipeline.profiles import CONTROLLER_KINDS
+from dps_cli.config import EMBEDDED_MODEL
+from dps_cli.pipeline.reproduce_runs import (
+    ReproduceOptions,
+    controller_name,
+    method_name,
+    test_runs,
+)
 from dps_cli.report.reproduce import (
     BEST_OF_ROW,
     CHANCE_MARK,
@@ -29,9 +35,7 @@ from dps_cli.report.reproduce import (
 
 if TYPE_CHECKING:
     from dps_cli.controllers.card import ControllerCard
-    from dps_cli.pipeline.evaluate import EvaluationReport, RunSummary
-    from dps_cli.pipeline.reproduce import ReproduceOptions
-    from dps_cli.pipeline.vote import Match
+    from dps_cli.report.results import EvaluationReport, Match, RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,6 @@ REPORT_NAME = "reproduce.md"
 PASSK_NAME = "passk.png"
 TAU_NAME = "tau_sweep.png"
 TOKENS_NAME = "accuracy_tokens.png"
-EMBEDDED_ALIAS = "smollm2-135m"
 TASK_WORDS = {"arith": "a toy integer-arithmetic task", "math500": "MATH500"}
 
 
@@ -48,7 +51,6 @@ def build_report(options: ReproduceOptions, stage_seconds: Mapping[str, float]) 
     from dps_cli.controllers.artifacts import controller_dir, read_card
     from dps_cli.pipeline.evaluate import evaluate_runs
     from dps_cli.pipeline.passk import passk_table
-    from dps_cli.pipeline.reproduce import METHOD_NAMES, controller_name, test_runs
     from dps_cli.report.plots import plot_accuracy_tokens, plot_passk
 
     runs = test_runs(options)
@@ -56,9 +58,9 @@ def build_report(options: ReproduceOptions, stage_seconds: Mapping[str, float]) 
                                device=options.device)  # fmt: skip
     cards = [
         read_card(controller_dir(controller_name(options.task, kind), options.registry_dir))
-        for kind in CONTROLLER_KINDS
+        for kind in options.kinds
     ]
-    by_method = {METHOD_NAMES[kind]: card for kind, card in zip(CONTROLLER_KINDS, cards, strict=True)}
+    by_method = {method_name(kind): card for kind, card in zip(options.kinds, cards, strict=True)}
     rows = [
         _row(method, summary, by_method.get(method))
         for (method, _), summary in zip(runs, evaluation.runs, strict=True)
@@ -112,7 +114,7 @@ def scale_note(options: ReproduceOptions) -> str:
         return f"These numbers come from the paper's setting: Qwen2.5-Math-7B on MATH500, {scale}."
     model = (
         "the embedded 135M-parameter SmolLM2 model"
-        if options.model_id == EMBEDDED_ALIAS
+        if options.model_id == EMBEDDED_MODEL
         else f"model {options.model_id}"
     )
     task = TASK_WORDS.get(options.task, f"task {options.task}")

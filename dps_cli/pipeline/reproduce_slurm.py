@@ -4,11 +4,11 @@ Submission order (every script is kept in ``<out>/slurm/`` for users to read or 
 
 1. one array per fixed-k training run (k = 2, 4, 6, 8) of ``slurm_shards × seeds`` tasks, task i
    running ``dps sample ... --shard i/n`` into the shared run directory;
-2. one job ``reproduce --stage collect-train`` after all training arrays;
+2. one job ``dps reproduce --stage collect-train`` after all training arrays;
 3. arrays for the fixed k=8 and temperature baselines (no dependency: they need no controller),
    and one DPS array per controller after the training job (tau: resolved by `dps sample` from
    the controller's card when the task starts, exactly as in process);
-4. one job ``reproduce --stage report`` after every held-out array.
+4. one job ``dps reproduce --stage report`` after every held-out array.
 
 Every sampling script runs `dps sample` with the argv of the stage's `SampleConfig`
 (`dps_cli.config.sample_argv`). Resources: sampling arrays take the profile's ``sbatch``
@@ -29,7 +29,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dps_cli.config import SampleConfig
-from dps_cli.pipeline.reproduce import ReproduceOptions, check_split, test_configs, train_configs
+from dps_cli.pipeline.reproduce_runs import (
+    ReproduceOptions,
+    check_split,
+    reproduce_argv,
+    test_configs,
+    train_configs,
+)
 from dps_cli.pipeline.slurm import (
     job_script,
     require_sbatch,
@@ -44,7 +50,7 @@ logger = logging.getLogger(__name__)
 SLURM_DIR = "slurm"
 #: How the jobs run dps: this interpreter, so a job finds the same installation.
 DPS_PROGRAM = (sys.executable, "-m", "dps_cli")
-REPRODUCE_PROGRAM = (sys.executable, "-m", "dps_cli.pipeline.reproduce")
+REPRODUCE_PROGRAM = (*DPS_PROGRAM, "reproduce")
 
 
 @dataclass(frozen=True)
@@ -57,20 +63,8 @@ class SubmittedJob:
     after: tuple[str, ...]
 
 
-def reproduce_argv(options: ReproduceOptions) -> list[str]:
-    """The reproduce options that rebuild ``options`` (paths as given, ``--sbatch`` included)."""
-    argv = [
-        "--task", options.task, "--profile", options.profile.name, "--model", options.model_id,
-        "--out-dir", str(options.out), "--reports-dir", str(options.reports_dir),
-        "--registry", str(options.registry_dir), "--device", options.device,
-    ]  # fmt: skip
-    for key, value in options.sbatch.items():
-        argv += ["--sbatch", key if value is None else f"{key}={value}"]
-    return argv
-
-
 def stage_argv(options: ReproduceOptions, stage: str) -> list[str]:
-    """``python -m dps_cli.pipeline.reproduce --stage STAGE`` with this reproduction's paths."""
+    """``dps reproduce --stage STAGE`` with this reproduction's paths."""
     return [*REPRODUCE_PROGRAM, "--stage", stage, *reproduce_argv(options)]
 
 

@@ -10,7 +10,7 @@ from dps_cli.config import SampleConfig
 from dps_cli.sampling.results import ChainResult, CheckpointRecord
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.sample import ChainPlan
+    from dps_cli.pipeline.plan import ChainPlan
 
 
 def _vector(values: np.ndarray | None) -> list[float] | None:

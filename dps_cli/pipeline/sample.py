@@ -8,17 +8,17 @@ error once the finished chains are stored. One process writes a shard at a time 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from dps_cli.config import SampleConfig
 from dps_cli.errors import Interrupted, UserError
+from dps_cli.models.loading import load_model, pick_device, resolve_model
+from dps_cli.pipeline.chains import build_engine, make_driver, with_default_tau
+from dps_cli.pipeline.plan import ChainPlan, plan_chain
 from dps_cli.pipeline.stopping import StopSignals, stop_signals
 from dps_cli.pipeline.writer import PartWriter
 from dps_cli.runs.schema import SCHEMA_VERSION
@@ -28,17 +28,6 @@ from dps_cli.tasks import get_task
 from dps_cli.tasks.base import Question, Task
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ChainPlan:
-    """One (question, seed) chain to run, with its prompt already tokenized."""
-
-    question: Question
-    seed: int
-    choice_order: tuple[int, ...] | None
-    prompt_text: str
-    prompt_ids: tuple[int, ...]
 
 
 @dataclass
@@ -83,27 +72,17 @@ def select_questions(questions: list[Question], config: SampleConfig) -> list[Qu
     return chosen[index::count]
 
 
-def chain_rng(run_seed: int, question_id: str, seed: int) -> np.random.Generator:
-    """The chain's own random stream, fixed by (run seed, question, sample seed) alone."""
-    digest = int.from_bytes(hashlib.sha256(question_id.encode()).digest()[:8], "little")
-    return np.random.default_rng([run_seed, digest, seed])
-
-
 def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> SampleSummary:
     """Run (or resume) the sampling run described by ``config``.
 
     Raises `UserError` if another process writes the same shard of ``config.out``, and
     `Interrupted` on SIGTERM or SIGINT once every finished sample is stored.
     """
-    from dps_cli.pipeline.chains import with_default_tau
-
     started = time.perf_counter()
     config = with_default_tau(config)
     config = _resolved_backend(config)
     task = get_task(config.bench)
     questions = select_questions(task.load(config.data), config)
-    from dps_cli.models.loading import resolve_model
-
     resolve_model(config.model)  # a bad --model fails before the run directory is made
     store = RunStore(config.out)
     store.ensure_manifest(_manifest(config))
@@ -123,13 +102,10 @@ def _sample_locked(config: SampleConfig, task: Task, questions: list[Question], 
     if not pending:
         return SampleSummary(str(config.out), 0, state.skipped, total, time.perf_counter() - started)
 
-    from dps_cli.models.loading import load_model
-    from dps_cli.pipeline.chains import build_engine, make_driver
-
     loaded = load_model(config.model, config.device, config.dtype)
     store.ensure_manifest(_manifest(config, loaded.describe()))
     engine = build_engine(config, loaded)
-    plans = (_plan(task, loaded.tokenizer, q, s) for q, s in pending)
+    plans = (plan_chain(task, loaded.tokenizer, q, s) for q, s in pending)
     writer = PartWriter(store, config, loaded.tokenizer, task, loaded.source.model_id, stops, tag)
 
     def drivers() -> Iterator[tuple[ChainPlan, Any]]:
@@ -177,17 +153,10 @@ def _resolved_backend(config: SampleConfig) -> SampleConfig:
     return replace(config, backend=resolve_backend(config.backend))
 
 
-def _plan(task: Task, tokenizer: Any, question: Question, seed: int) -> ChainPlan:
-    from dps_cli.tasks.prompting import build_prompt
-
-    order = task.choice_order(question, seed)
-    text, ids = build_prompt(tokenizer, task, question, order)
-    return ChainPlan(question, seed, order, text, tuple(int(i) for i in ids))
-
-
 def _manifest(config: SampleConfig, model: dict[str, Any] | None = None) -> dict[str, Any]:
     from dps_cli.runs.provenance import provenance
 
+    device = pick_device(config.device)  # what `load_model` will use; timings depend on both
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": config.out.name,
@@ -195,7 +164,7 @@ def _manifest(config: SampleConfig, model: dict[str, Any] | None = None) -> dict
         "command": config.command,
         "config": config.identity(),
         "run": {"seeds": list(config.seeds), "offset": config.offset, "limit": config.limit, "shard": list(config.shard),
-                "device": config.device, "dtype": config.dtype, "batch_size": config.batch_size},
+                "device": device, "dtype": config.dtype, "batch_size": config.resolved_batch_size(device)},
         **provenance(),
     }
     if model is not None:

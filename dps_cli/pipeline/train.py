@@ -17,9 +17,10 @@ import dps_cli
 from dps_cli.controllers.artifacts import ensure_name_free, save_controller
 from dps_cli.controllers.card import ControllerCard
 from dps_cli.controllers.features import feature_names
+from dps_cli.controllers.fitting import TrainSettings
 from dps_cli.controllers.kinds import CONTROLLER_KINDS
 from dps_cli.controllers.table import read_table
-from dps_cli.controllers.training import TrainSettings, fit_and_evaluate
+from dps_cli.controllers.training import fit_and_evaluate
 from dps_cli.errors import UserError
 
 if TYPE_CHECKING:

@@ -13,14 +13,13 @@ any other task — identical answer strings.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dps_cli.errors import UserError
+from dps_cli.report.results import Match, RunSummary, RunVotes, VoteCurve, VotingSection
 from dps_cli.report.voting import (
     Sample,
-    VoteResult,
     answer_classes,
     match_n,
     min_seeds,
@@ -31,50 +30,7 @@ from dps_cli.runs.store import RunStore
 if TYPE_CHECKING:
     import polars as pl
 
-    from dps_cli.pipeline.evaluate import RunSummary
-
 MH_METHODS = ("power", "dps")
-
-
-@dataclass(frozen=True)
-class RunVotes:
-    """maj@N and best-of-N of one run at one N (``--vote``)."""
-
-    run: str
-    method_label: str
-    n: int
-    majority: VoteResult
-    best: VoteResult
-
-
-@dataclass(frozen=True)
-class Match:
-    """The voting baseline whose tokens / question is closest to a target run's (``--match``)."""
-
-    target: str
-    source: str
-    source_method_label: str
-    n: int
-    available_seeds: int
-    target_tokens: float
-    vote_tokens: float
-    majority: VoteResult
-    best: VoteResult
-
-    @property
-    def short_of_target(self) -> bool:
-        """Whether every stored seed was used and still costs clearly fewer tokens than the target."""
-        return self.n == self.available_seeds and self.vote_tokens < 0.9 * self.target_tokens
-
-
-@dataclass(frozen=True)
-class VoteCurve:
-    """maj@N and best-of-N of one run for N = 1 .. its seeds (for the plot)."""
-
-    run: str
-    method_label: str
-    majority: tuple[VoteResult, ...]
-    best: tuple[VoteResult, ...]
 
 
 def equivalence(task: str) -> Callable[[str, str], bool]:
@@ -188,15 +144,6 @@ def vote_curve(source: RunSummary, per_question: Mapping[str, Sequence[Sample]])
 def voting_sources(summaries: Sequence[RunSummary], exclude: str | None = None) -> list[RunSummary]:
     """Runs of plain samples (temperature, greedy): the ones voting baselines are built from."""
     return [s for s in summaries if s.method not in MH_METHODS and s.label != exclude]
-
-
-@dataclass(frozen=True)
-class VotingSection:
-    """What `dps evaluate` adds with ``--vote``, ``--match`` and ``--plot``."""
-
-    votes: tuple[RunVotes, ...] = ()
-    matches: tuple[Match, ...] = ()
-    curves: tuple[VoteCurve, ...] = ()
 
 
 def voting_section(

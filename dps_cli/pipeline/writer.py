@@ -20,7 +20,7 @@ from dps_cli.sampling.results import ChainResult
 from dps_cli.tasks.base import Task
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.sample import ChainPlan
+    from dps_cli.pipeline.plan import ChainPlan
 
 logger = logging.getLogger(__name__)
 

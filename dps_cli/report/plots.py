@@ -15,8 +15,7 @@ from dps_cli.runs.atomic import atomic_write_bytes
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from dps_cli.pipeline.evaluate import EvaluationReport
-    from dps_cli.pipeline.passk import PasskReport
+    from dps_cli.report.results import EvaluationReport, PasskReport
     from dps_cli.report.voting import VoteResult
 
 DPI = 150

@@ -13,8 +13,7 @@ from rich.table import Table
 from dps_cli.report.voting import MAJORITY, VoteResult
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.evaluate import EvaluationReport, RunSummary
-    from dps_cli.pipeline.passk import PasskReport
+    from dps_cli.report.results import EvaluationReport, PasskReport, RunSummary
 
 NA = "n/a"
 #: How many excluded question ids a pass@k note lists before "and N more".

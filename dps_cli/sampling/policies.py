@@ -10,12 +10,9 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dps_cli.config import K_SCHEDULE, KSchedule
 from dps_cli.sampling.requests import Decide
 from dps_cli.sampling.results import CheckpointRecord
-
-K_STEP = 2
-K_MAX = 8
-K_START = 2
 
 
 class KPolicy(Protocol):
@@ -42,16 +39,15 @@ class FixedK:
 
 @dataclass(frozen=True)
 class DynamicK:
-    """DPS: start at k=2; escalate by 2 while ``1 - p_enough > tau`` and ``k < 8``."""
+    """DPS: start at k=2; escalate by 2 while ``1 - p_enough > tau`` and ``k < 8`` (`KSchedule`)."""
 
     tau: float
-    initial_k: int = K_START
-    k_max: int = K_MAX
-    k_step: int = K_STEP
+    schedule: KSchedule = K_SCHEDULE
+
+    @property
+    def initial_k(self) -> int:
+        return self.schedule.start
 
     def decide(self, record: CheckpointRecord) -> Generator[Decide, float, tuple[int, float | None]]:
         p_enough = yield Decide(record)
-        k = record.k
-        if 1.0 - p_enough > self.tau and k < self.k_max:
-            k = min(k + self.k_step, self.k_max)
-        return k, p_enough
+        return self.schedule.next_k(record.k, p_enough, self.tau), p_enough

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, TaskBase
 from dps_cli.tasks.loading import DatasetSource, load_records, text_id, unique_questions
 
 SOURCE = DatasetSource(
@@ -23,11 +23,11 @@ SOURCE = DatasetSource(
 EXTRA_FIELDS = ("generator", "dataset")
 
 
-class AlpacaEvalTask:
+class AlpacaEvalTask(TaskBase):
     """AlpacaEval (Li et al., 2023): 805 instructions judged against a reference output."""
 
     name = "alpacaeval"
-    prefers_raw_prompt = False
+    external_judge = "alpaca_eval"  # `dps evaluate` exports the outputs and asks it
 
     def load(self, data: Path | None = None) -> list[Question]:
         """Questions from ``data``, DPS_DATA_DIR/alpaca_eval.json, or tatsu-lab/alpaca_eval.
@@ -50,10 +50,6 @@ class AlpacaEvalTask:
             )
         return unique_questions(questions, records.origin)
 
-    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
-        """No choices to shuffle."""
-        return None
-
     def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
         """The instruction as-is."""
         return question.text
@@ -66,7 +62,10 @@ class AlpacaEvalTask:
         return answer or None
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Ungraded here: ``correct`` is None until a judge compares against the reference."""
         return [

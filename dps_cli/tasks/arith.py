@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from dps_cli.errors import UserError
-from dps_cli.tasks.base import Grade, Question, grade_extracted
+from dps_cli.tasks.base import Grade, Question, TaskBase, grade_extracted
 from dps_cli.tasks.loading import read_records_file, resolve_data_path, text_id, unique_questions
 
 T = TypeVar("T")
@@ -149,11 +149,10 @@ def generate_questions(count: int = NUM_QUESTIONS, seed: int = GENERATOR_SEED) -
     return questions
 
 
-class ArithTask:
+class ArithTask(TaskBase):
     """Generated integer arithmetic, graded by exact integer match."""
 
     name = "arith"
-    prefers_raw_prompt = False
 
     def __init__(self, count: int = NUM_QUESTIONS, seed: int = GENERATOR_SEED) -> None:
         self.count = count
@@ -182,10 +181,6 @@ class ArithTask:
             questions.append(Question(task=self.name, id=qid, text=text, reference=reference))
         return unique_questions(questions, records.origin)
 
-    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
-        """No choices to shuffle."""
-        return None
-
     def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
         """The problem wrapped in an instruction to box a single integer."""
         return PROMPT.format(question=question.text)
@@ -199,7 +194,10 @@ class ArithTask:
         return extract_integer_answer(completion)
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Correct iff the extracted integer equals the reference."""
         from dps_cli.tasks.grading.integer import integer_equal

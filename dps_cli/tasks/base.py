@@ -55,6 +55,9 @@ class Task(Protocol):
     #: True when completions should continue the raw prompt (no chat template), e.g. HumanEval
     #: on a base model; the prompt builder consults it together with the tokenizer.
     prefers_raw_prompt: bool
+    #: The external judge whose verdict `dps evaluate` adds (``"alpaca_eval"``), or None: the
+    #: pipeline looks the name up in its table of judges (`dps_cli.pipeline.evaluate`).
+    external_judge: str | None
 
     def load(self, data: Path | None = None) -> list[Question]:
         """Load all questions, from ``data`` if given, else DPS_DATA_DIR, else the hub."""
@@ -77,9 +80,28 @@ class Task(Protocol):
     def grade_many(
         self,
         items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
-        """Grade (question, completion, choice_order) triples; may run in parallel."""
+        """Grade (question, completion, choice_order) triples.
+
+        ``workers`` bounds the processes of a task that grades in parallel (None: its default);
+        ``unsafe_sandbox`` lets a task that runs generated code do so without the OS sandbox.
+        Tasks without parallelism or code execution ignore both.
+        """
         ...
+
+
+class TaskBase:
+    """The defaults most tasks share: chat prompts, no choices to shuffle, no external judge."""
+
+    name: str
+    prefers_raw_prompt: bool = False
+    external_judge: str | None = None
+
+    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
+        """No choices to shuffle."""
+        return None
 
 
 def grade_extracted(

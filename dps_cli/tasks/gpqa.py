@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, TaskBase
 from dps_cli.tasks.loading import (
     DatasetSource,
     check_choice_order,
@@ -51,11 +51,10 @@ def shuffled_order(question_id: str, seed: int, n: int) -> tuple[int, ...]:
     return tuple(sorted(range(n), key=key))
 
 
-class GpqaTask:
+class GpqaTask(TaskBase):
     """GPQA Diamond (Rein et al., 2023): 198 four-way multiple-choice science questions."""
 
     name = "gpqa"
-    prefers_raw_prompt = False
 
     def load(self, data: Path | None = None) -> list[Question]:
         """Questions from ``data``, DPS_DATA_DIR/gpqa_diamond.jsonl, or the gated Hub dataset.
@@ -99,7 +98,10 @@ class GpqaTask:
         return extract_choice_letter(completion, letters=LETTERS[: len(question.choices)])
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Correct iff the chosen letter's shown position maps back to original index 0."""
         grades = []

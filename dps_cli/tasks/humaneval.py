@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dps_cli.tasks.base import Grade, Question
+from dps_cli.tasks.base import Grade, Question, TaskBase
 from dps_cli.tasks.loading import DatasetSource, load_records, unique_questions
 
 SOURCE = DatasetSource(
@@ -22,7 +22,7 @@ PROMPT = (
 TEST_TIMEOUT_S = 10.0
 
 
-class HumanEvalTask:
+class HumanEvalTask(TaskBase):
     """OpenAI HumanEval (Chen et al., 2021): 164 function-completion problems."""
 
     name = "humaneval"
@@ -49,10 +49,6 @@ class HumanEvalTask:
                 )
             )
         return unique_questions(questions, records.origin)
-
-    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
-        """No choices to shuffle."""
-        return None
 
     def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
         """The chat wording: the function prompt in a code block, asking for the whole function."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dps_cli.tasks.base import Grade, Question, grade_extracted
+from dps_cli.tasks.base import Grade, Question, TaskBase, grade_extracted
 from dps_cli.tasks.loading import DatasetSource, load_records, text_id, unique_questions
 
 SOURCE = DatasetSource(
@@ -22,11 +22,10 @@ PROMPT = (
 EXTRA_FIELDS = ("subject", "level", "source")
 
 
-class Math500Task:
+class Math500Task(TaskBase):
     """The 500-problem MATH subset of Lightman et al. (2023)."""
 
     name = "math500"
-    prefers_raw_prompt = False
 
     def load(self, data: Path | None = None) -> list[Question]:
         """Questions from ``data``, DPS_DATA_DIR/math500.json, or HuggingFaceH4/MATH-500.
@@ -50,10 +49,6 @@ class Math500Task:
             )
         return unique_questions(questions, records.origin)
 
-    def choice_order(self, question: Question, seed: int) -> tuple[int, ...] | None:
-        """Free-form answers: no choices to shuffle."""
-        return None
-
     def user_message(self, question: Question, choice_order: tuple[int, ...] | None) -> str:
         """The prompt wording used by the power-sampling paper."""
         return PROMPT.format(question=question.text)
@@ -67,7 +62,10 @@ class Math500Task:
         return extract_math_answer(completion)
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         """Correct when the extracted answer is mathematically equal to the reference."""
         from dps_cli.tasks.grading.math import math_equal

@@ -39,14 +39,23 @@ def build_prompt(
     function prompt), else the user message — encoded with the tokenizer's default special
     tokens, as a base model saw text in pre-training.
     """
+    message = task.user_message(question, choice_order)
+    return message_prompt(tokenizer, message, raw=question.text if task.prefers_raw_prompt else None)
+
+
+def message_prompt(
+    tokenizer: PromptTokenizer, message: str, raw: str | None = None
+) -> tuple[str, list[int]]:
+    """One user ``message`` as prompt text and token ids (see `build_prompt`).
+
+    Without a chat template the text is ``raw`` (default: ``message``), encoded with the
+    tokenizer's default special tokens.
+    """
     if tokenizer.chat_template:
-        messages = [{"role": "user", "content": task.user_message(question, choice_order)}]
+        messages = [{"role": "user", "content": message}]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if not isinstance(text, str):
             raise TypeError(f"apply_chat_template returned {type(text).__name__}, not str")
         return text, list(tokenizer.encode(text, add_special_tokens=False))
-    if task.prefers_raw_prompt:
-        text = question.text
-    else:
-        text = task.user_message(question, choice_order)
+    text = message if raw is None else raw
     return text, list(tokenizer.encode(text))

@@ -18,8 +18,8 @@ from dps_cli.controllers.artifacts import (
     remove_controller,
 )
 from dps_cli.controllers.base import Controller
+from dps_cli.controllers.fitting import TrainSettings
 from dps_cli.controllers.table import checkpoint_features, read_table
-from dps_cli.controllers.training import TrainSettings
 from dps_cli.errors import UserError
 from dps_cli.pipeline.train import file_sha256, train_controller
 from tests.controllers.planted import write_planted

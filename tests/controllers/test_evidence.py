@@ -15,7 +15,7 @@ from dps_cli.cli.app import app
 from dps_cli.controllers.artifacts import read_card
 from dps_cli.controllers.card import HeldOutMetrics, chance_sentence
 from dps_cli.controllers.evidence import grouped_intervals, weighted_auc
-from dps_cli.controllers.training import TrainSettings
+from dps_cli.controllers.fitting import TrainSettings
 from dps_cli.pipeline.train import train_controller
 from tests.controllers.planted import write_planted
 

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from dps_cli.cli.app import app
 from dps_cli.errors import UserError
 from dps_cli.pipeline import grading
 from dps_cli.pipeline.profiles import CPU, Profile
-from dps_cli.pipeline.reproduce import ReproduceOptions, main, reproduce
+from dps_cli.pipeline.reproduce import reproduce
+from dps_cli.pipeline.reproduce_runs import ReproduceOptions
 from dps_cli.pipeline.sample import SampleProgress
 from dps_cli.runs.store import RunStore
 from dps_cli.tasks import get_task
@@ -54,7 +57,10 @@ class HashGradedArith:
         return getattr(self.inner, attribute)
 
     def grade_many(
-        self, items: Sequence[tuple[Question, str, tuple[int, ...] | None]]
+        self,
+        items: Sequence[tuple[Question, str, tuple[int, ...] | None]],
+        workers: int | None = None,
+        unsafe_sandbox: bool = False,
     ) -> list[Grade]:
         return [
             Grade(answer=None, correct=_coin(question.id + completion))
@@ -98,7 +104,7 @@ class InterruptAfter:
 @pytest.mark.slow
 @pytest.mark.usefixtures("planted_grader")
 def test_reproduce_end_to_end_resumes_and_reports(
-    options: ReproduceOptions, capsys: pytest.CaptureFixture[str]
+    options: ReproduceOptions,
 ) -> None:
     out = options.out
     # An interruption in the middle of the first training run keeps the chains it finished.
@@ -164,10 +170,9 @@ def test_reproduce_end_to_end_resumes_and_reports(
     assert (out / "train-table.parquet").stat().st_mtime_ns == table_mtime
     assert json.loads((out / "timings.json").read_text())["sample-train"] == timings["sample-train"]
 
-    capsys.readouterr()
-    code = main(_cli_args(options, "report"))
-    printed = capsys.readouterr().out
-    assert code == 0
+    result = CliRunner().invoke(app, ["reproduce", *_cli_args(options, "report")])
+    printed = result.stdout
+    assert result.exit_code == 0, result.output
     for heading in ("Method", "Accuracy (%)", "Time (s / question)", "mean k", "Paper accuracy"):
         assert heading in printed
     for method in METHODS[:4]:
@@ -229,7 +234,7 @@ def test_slurm_submission_order_and_scripts(
     assert "--method dps" in dps_script and "--controller arith-mlp-h" in dps_script
     assert "--tau" not in dps_script and "--offset 6 --out" in dps_script
     report_script = jobs[-1].script.read_text()
-    assert "-m dps_cli.pipeline.reproduce --stage report" in report_script
+    assert "-m dps_cli reproduce --stage report" in report_script
     assert "#SBATCH --array" not in report_script and "gres" not in report_script
 
 
@@ -249,9 +254,16 @@ def test_profile_larger_than_task_is_refused(options: ReproduceOptions) -> None:
         reproduce(replace(options, profile=profile), stages=("sample-train",))
 
 
-def test_cli_reports_user_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["--profile", "cpu", "--stage", "report", "--out-dir", str(tmp_path / "none")]) == 2
-    assert "No run at" in capsys.readouterr().err
+def test_cli_reports_user_errors(tmp_path: Path) -> None:
+    argv = ["reproduce", "--profile", "cpu", "--stage", "report", "--out-dir", str(tmp_path / "none")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "No run at" in result.stderr
+
+
+def test_cli_refuses_slurm_with_one_stage(tmp_path: Path) -> None:
+    argv = ["reproduce", "--slurm", "--stage", "report", "--out-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "cannot be combined with --stage" in result.stderr
 
 
 def test_slurm_resources_come_from_the_profile_and_the_command_line(

@@ -182,8 +182,9 @@ class JudgeOnlyTask(BoxedIntegerTask):
     """AlpacaEval stand-in: no local grade."""
 
     name = "alpacaeval"
+    external_judge = "alpaca_eval"
 
-    def grade_many(self, items: Any) -> list[Grade]:
+    def grade_many(self, items: Any, workers: int | None = None, unsafe_sandbox: bool = False) -> list[Grade]:
         return [Grade(answer=c, correct=None, detail="needs a judge") for _, c, _ in items]
 
 

@@ -66,7 +66,7 @@ def test_passk_points_from_counts() -> None:
 
 def test_ungradable_run_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Ungraded(BoxedIntegerTask):
-        def grade_many(self, items):  # type: ignore[no-untyped-def]
+        def grade_many(self, items, workers=None, unsafe_sandbox=False):  # type: ignore[no-untyped-def]
             from dps_cli.tasks.base import Grade
 
             return [Grade(answer=None, correct=None, detail="needs a judge") for _ in items]

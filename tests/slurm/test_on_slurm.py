@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dps_cli.cli.app import app
-from dps_cli.cli.reproduce import main as reproduce_main
 from dps_cli.runs.store import RunStore
 from tests.slurm.cluster import Cluster
 
@@ -146,15 +145,15 @@ def submitted(stderr: str) -> dict[str, str]:
 
 
 def test_reproduce_on_slurm_stops_at_a_failed_stage_and_the_printed_resume_finishes(
-    slurm_cluster: Cluster, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    slurm_cluster: Cluster, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out, reports = tmp_path / "runs", tmp_path / "reports"
     (out / "train-table.parquet").mkdir(parents=True)  # collect-train cannot write its table
     argv = ["--task", "arith", "--profile", "smoke", "--model", str(tiny_model_dir),
             "--out-dir", str(out), "--reports-dir", str(reports), "--device", "cpu", "--slurm"]  # fmt: skip
-    assert reproduce_main(argv) == 0
-    captured = capsys.readouterr()
-    ids = submitted(captured.err)
+    result = RUNNER.invoke(app, ["reproduce", *argv])
+    assert result.exit_code == 0, result.output
+    ids = submitted(result.stderr)
     assert list(ids) == [*TRAIN, "collect-train", "test-k8", *DPS, "test-temperature", "report"]
     slurm_cluster.wait(list(ids.values()), timeout_s=600)
 
@@ -173,7 +172,7 @@ def test_reproduce_on_slurm_stops_at_a_failed_stage_and_the_printed_resume_finis
     assert "dps: this job failed; once the queue holds none of its jobs, resume" in failed_log
 
     (out / "train-table.parquet").rmdir()  # the user fixes the cause, then runs what dps printed
-    resume = captured.out.strip().splitlines()[-1]
+    resume = result.stdout.strip().splitlines()[-1]
     assert resume.startswith(sys.executable) and " --slurm " in resume
     resumed = subprocess.run(shlex.split(resume), check=True, capture_output=True, text=True,
                              cwd=tmp_path)  # fmt: skip
