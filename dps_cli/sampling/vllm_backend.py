@@ -147,6 +147,9 @@ class VllmBackend:
             "logprobs_mode": "raw_logprobs", "max_logprobs": self.top_k, "max_num_seqs": max_batch,
             "seed": 0,
         }
+        if scorer is not None and "dtype" not in opts:
+            # the hf backend's dtype (float32 on the CPU); vLLM's own default downcasts to bfloat16
+            defaults["dtype"] = str(next(scorer.parameters()).dtype).removeprefix("torch.")
         if torch.cuda.is_available() and "gpu_memory_utilization" not in opts:
             free, total = torch.cuda.mem_get_info()  # leave room for the scorer already on the GPU
             defaults["gpu_memory_utilization"] = round(0.9 * free / total, 3)
