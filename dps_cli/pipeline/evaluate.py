@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dps_cli.pipeline.alpaca import alpaca_verdict
-from dps_cli.pipeline.grading import ensure_grades, grade_run
+from dps_cli.pipeline.grading import ensure_grades, grade_run, resolve_task
 from dps_cli.pipeline.vote import voting_section
 from dps_cli.report.metrics import bootstrap_ci, paired_difference
 from dps_cli.report.results import AlpacaResult, Comparison, EvaluationReport, RunSummary
 from dps_cli.runs.store import RunStore
-from dps_cli.tasks import get_task
+from dps_cli.tasks import TASKS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -84,7 +84,7 @@ def evaluate_runs(
         )
         all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
-        external = get_task(summary.task).external_judge
+        external = external_judge(summary.task)
         if external is not None:  # e.g. AlpacaEval: no local grade, a judge's verdict instead
             verdict = EXTERNAL_JUDGES[external](run_dir, label, regrade, judge, judge_device)
             summary = replace(summary, alpaca=verdict)
@@ -97,6 +97,12 @@ def evaluate_runs(
     ]
     voting = voting_section(run_dirs, summaries, all_grades, vote, match, curves, device)
     return EvaluationReport(runs=summaries, comparisons=comparisons, voting=voting)
+
+
+def external_judge(task: str) -> str | None:
+    """The external judge ``task`` names (`Task.external_judge`); None for a task this version
+    does not register (a run whose grades are stored can still be evaluated)."""
+    return resolve_task(task).external_judge if task in TASKS else None
 
 
 def summarize_run(

@@ -76,9 +76,9 @@ def test_grades_are_reused_until_samples_change(
     calls: list[int] = []
     original = fake_task.grade_many
 
-    def counting(items: Any) -> list[Grade]:
+    def counting(items: Any, **options: Any) -> list[Grade]:
         calls.append(len(items))
-        return original(items)
+        return original(items, **options)
 
     monkeypatch.setattr(fake_task, "grade_many", counting)
     assert ensure_grades(run).height == 16

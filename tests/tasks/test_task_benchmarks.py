@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dps_cli.tasks import get_task
+from dps_cli.tasks import TASKS, get_task
 from dps_cli.tasks.base import Question
 
 MATH_ROWS = [
@@ -211,10 +211,14 @@ def test_humaneval_grading_runs_the_tests(tmp_path: Path) -> None:
 
 
 def test_humaneval_grading_takes_a_worker_count(tmp_path: Path) -> None:
-    from dps_cli.pipeline.grading import _call_grade_many
-
     task = get_task("humaneval")
     q = load("humaneval", HUMANEVAL_ROWS, tmp_path / "h.jsonl")[2]
     right = "```python\ndef f2(x):\n    return x + 2\n```"
-    grades = _call_grade_many(task, [(q, right, None)] * 3, workers=1)
+    grades = task.grade_many([(q, right, None)] * 3, workers=1)
     assert [g.correct for g in grades] == [True, True, True]
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_task_takes_the_protocols_grading_options(name: str) -> None:
+    """``workers`` and ``unsafe_sandbox`` are part of `Task.grade_many` for every task."""
+    assert get_task(name).grade_many([], workers=1, unsafe_sandbox=False) == []
