@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from dps_cli.errors import UserError
-from dps_cli.sampling.settings import AFTER_EOS_MODES, DEFAULT_AFTER_EOS
 
 METHODS = ("power", "dps", "temperature", "greedy")
+# What a power chain does after the block in which its state ends at EOS (DESIGN §1): "stop" is the
+# published algorithm and the cost the paper assumes (biased); "continue" keeps running MH (exact).
+AFTER_EOS_MODES = ("stop", "continue")
+DEFAULT_AFTER_EOS = "stop"
 BACKENDS = ("auto", "hf", "vllm")  # sampling backends (dps_cli.sampling.backend)
 PAPER_ALPHA = 4.0
 PAPER_MAX_NEW_TOKENS = 3072

@@ -32,10 +32,6 @@ LAYERS = {
 
 #: Edges that are known and accepted for now, each with its reason. Keep this list short.
 ALLOWED: dict[tuple[str, str], str] = {
-    # config.py validates --after-eos against the engine's modes; sampling/settings.py imports
-    # nothing of dps and no numpy/torch. The modes belong in config.py (settings.py importing
-    # them from there) once sampling/settings.py is free to change.
-    ("dps_cli.config", "dps_cli.sampling.settings"): "engine setting constants read by config",
     # make_backend (the factory) lives beside the Backend protocol and imports the two
     # implementations lazily, which import the protocol: a factory module of its own ends it.
     ("dps_cli.sampling.backend", "dps_cli.sampling.engine"): "backend factory, lazy",

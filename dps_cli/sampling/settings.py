@@ -1,13 +1,10 @@
-"""The settings of a power-sampling chain, importable without numpy or torch (the CLI reads them)."""
+"""The settings of a power-sampling chain, importable without numpy or torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What a chain does after the block in which its state ends at EOS (DESIGN §1): "stop" is the
-# published algorithm and the cost the paper assumes; "continue" keeps running MH, which is exact.
-AFTER_EOS_MODES = ("stop", "continue")
-DEFAULT_AFTER_EOS = "stop"
+from dps_cli.config import AFTER_EOS_MODES, DEFAULT_AFTER_EOS
 
 
 @dataclass(frozen=True)
