@@ -22,8 +22,8 @@ Why each part:
 
 With these, each block's moves leave p^alpha over completions of length at most L_b - c invariant.
 After the block in which the state ends, ``after_eos="stop"`` ends the chain (the published
-algorithm, and the cost the paper assumes; slightly biased), and ``"continue"`` keeps running MH at
-the later blocks' target lengths, which is exact in the limit of many proposals.
+algorithm, and the cost the paper assumes; biased, see the README), and ``"continue"`` keeps
+running MH at the later blocks' target lengths, which is exact in the limit of many proposals.
 """
 
 from __future__ import annotations

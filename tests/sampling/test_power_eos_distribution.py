@@ -15,7 +15,7 @@ far from it. Two kinds of evidence, together:
 On stop's bias: a chain that ends in block b was last drawn towards p^alpha over completions no
 longer than L_b, which weighs short completions differently from the full target. On every tiny
 model whose target is spread over lengths that we tried, the limit was at TV 0.04-0.09 from p^alpha;
-it is small (about 0.002) only where the target concentrates on a few short completions.
+it is small (under 0.01) only where the target concentrates on a few short completions.
 
 alpha is 2 here: at alpha 4 every model of this size whose target is spread over lengths mixes too
 slowly for a test (TV 0.3 after 20 proposals, by the same matrices); with alpha 4 the target
