@@ -62,7 +62,7 @@ def run_backend(backend: Any, chains: list[tuple[int, ...]], args: argparse.Name
 
 
 def measure(which: str, args: argparse.Namespace) -> None:
-    from dps_cli.sampling.backend import make_backend
+    from dps_cli.sampling.factory import make_backend
 
     directory = write_config(Path(args.workdir) / "qwen2.5-7b-shape")
     counts = [int(c) for c in args.chains.split(",")]

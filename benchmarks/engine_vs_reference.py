@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import reference_power_chain  # noqa: E402
 
 from dps_cli.models.loading import load_model  # noqa: E402
-from dps_cli.sampling.backend import make_backend, vllm_available  # noqa: E402
+from dps_cli.sampling.factory import make_backend, vllm_available  # noqa: E402
 from dps_cli.sampling.policies import FixedK  # noqa: E402
 from dps_cli.sampling.power import PowerSettings, power_chain  # noqa: E402
 from dps_cli.tasks import get_task  # noqa: E402

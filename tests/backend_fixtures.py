@@ -55,7 +55,7 @@ class Sampler:
             max_batch: int = 512, hidden_layer: int | None = None, decider: Any = None,
             on_done: Callable[[Any, Any], None] | None = None) -> list[tuple[Any, Any]]:
         """Run the drivers to completion; also hand each result to ``on_done`` when given."""
-        from dps_cli.sampling.backend import make_backend
+        from dps_cli.sampling.factory import make_backend
 
         results: list[tuple[Any, Any]] = []
 

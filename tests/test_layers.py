@@ -31,12 +31,7 @@ LAYERS = {
 }  # fmt: skip
 
 #: Edges that are known and accepted for now, each with its reason. Keep this list short.
-ALLOWED: dict[tuple[str, str], str] = {
-    # make_backend (the factory) lives beside the Backend protocol and imports the two
-    # implementations lazily, which import the protocol: a factory module of its own ends it.
-    ("dps_cli.sampling.backend", "dps_cli.sampling.engine"): "backend factory, lazy",
-    ("dps_cli.sampling.backend", "dps_cli.sampling.vllm_backend"): "backend factory, lazy",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def module_names() -> dict[str, Path]:

@@ -10,7 +10,8 @@ import numpy as np
 from dps_cli.config import SampleConfig
 from dps_cli.models.loading import LoadedModel
 from dps_cli.pipeline.plan import chain_rng
-from dps_cli.sampling.backend import Backend, make_backend
+from dps_cli.sampling.backend import Backend
+from dps_cli.sampling.factory import make_backend
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 from dps_cli.sampling.results import CheckpointRecord

@@ -74,7 +74,7 @@ def judge_run(store: RunStore, judge: str, device: str = "auto", dtype: str = "a
     """Score the run's outputs (lowest seed per instruction) against the reference outputs."""
     from dps_cli.models.loading import load_model
     from dps_cli.pipeline.grading import load_run_questions
-    from dps_cli.sampling.backend import make_backend
+    from dps_cli.sampling.factory import make_backend
 
     _, questions = load_run_questions(store)
     samples = (store.scan().select("question_id", "seed", "completion").sort("question_id", "seed")

@@ -148,7 +148,7 @@ def _resolved_backend(config: SampleConfig) -> SampleConfig:
     """Replace ``--backend auto`` by the backend that will run: it is part of the run's identity."""
     from dataclasses import replace
 
-    from dps_cli.sampling.backend import resolve_backend
+    from dps_cli.sampling.factory import resolve_backend
 
     return replace(config, backend=resolve_backend(config.backend))
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dps_cli.errors import UserError
-from dps_cli.sampling.backend import make_backend, resolve_backend, vllm_available
+from dps_cli.sampling.factory import make_backend, resolve_backend, vllm_available
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 from dps_cli.sampling.requests import Prefill, Request
 from dps_cli.sampling.vllm_backend import token_stats
