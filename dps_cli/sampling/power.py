@@ -99,11 +99,10 @@ class _ChainState:
     generated: int = 0
 
 
-def _mh_block(state: _ChainState, target_len: int, settings: PowerSettings, rng: np.random.Generator,
-              hidden: _HiddenMean) -> Generator[Any, Any, None]:
+def _mh_block(state: _ChainState, target_len: int, settings: PowerSettings, eos: frozenset[int],
+              rng: np.random.Generator, hidden: _HiddenMean) -> Generator[Any, Any, None]:
     """Extend an unended state towards ``target_len``, then run ``state.k`` MH proposals."""
     temperature = 1.0 / settings.alpha
-    eos = frozenset(settings.eos_token_ids)
     c = state.seq.prompt_len
     if not has_ended(state.seq, eos) and len(state.seq) < target_len:
         extension: Completion = yield Request(state.seq, len(state.seq), target_len - len(state.seq),
@@ -135,7 +134,7 @@ def power_chain(prompt_ids: tuple[int, ...], settings: PowerSettings, policy: KP
     records: list[CheckpointRecord] = []
     for block in range(1, settings.blocks + 1):
         schedule.append(state.k)
-        yield from _mh_block(state, settings.target_length(c, block), settings, rng, hidden)
+        yield from _mh_block(state, settings.target_length(c, block), settings, eos, rng, hidden)
         if block in settings.checkpoints:
             perplexity, entropy, confidence = trajectory_features(state.seq)
             record = CheckpointRecord(
