@@ -3,7 +3,9 @@
 A backend runs driver generators (power, dps, temperature, greedy, a judge) to completion: it
 answers their `Prefill`, `Request` and `Decide` messages and reports each driver's return value.
 Drivers never see how a backend decodes; a `Sequence` carries an opaque ``cache`` handle that only
-the backend which made it reads.
+the backend which made it reads. What happens between decode steps (admitting chains, resuming
+drivers, batching controller calls, caching prompts) is the same for every backend and lives in
+`driver_loop`; a backend supplies only its decoding.
 
 Backends:
 - ``hf``: Hugging Face eager decoding with a hand-made batch key/value cache (`engine.Engine`).

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,26 +20,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from dps_cli.sampling.backend import BackendStats, Decider, Driver
+from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
+from dps_cli.sampling.driver_loop import Chain, DriverLoop, drive
 from dps_cli.sampling.kvcache import BatchKV
-from dps_cli.sampling.requests import Completion, Decide, Prefill, PrefillResult, Request, Sequence
+from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
 from dps_cli.sampling.tokens import sample_step
 
 logger = logging.getLogger(__name__)
 
-PREFILL_CACHE_SIZE = 8
 EngineStats = BackendStats  # the name callers used before the backend seam
 
 
 @dataclass
-class _Chain:
-    key: Any
-    driver: Driver
-
-
-@dataclass
 class _Row:
-    chain: _Chain
+    chain: Chain
     request: Request
     next_input: int
     position: int
@@ -86,11 +80,7 @@ class Engine:
         run = _Run(self, iter(drivers), on_done)
         with _HiddenCapture(self.model, self.hidden_layer) as capture, torch.inference_mode():
             run.capture = capture
-            while run.schedule():
-                run.step()
-                if on_step is not None:
-                    on_step(self.stats)
-        return self.stats
+            return drive(run, self.stats, on_step)
 
     def close(self) -> None:
         """Nothing to release: the model belongs to the caller."""
@@ -109,86 +99,32 @@ class Engine:
         return BatchKV(self.num_layers, self.kv_heads, self.head_dim, self.dtype, self.device)
 
 
-class _Run:
-    """The state of one `Engine.run` call: queues, rows and the batch cache."""
+class _Run(DriverLoop):
+    """The state of one `Engine.run` call: the request queue, the rows and the batch cache."""
 
-    def __init__(self, engine: Engine, chains: Any, on_done: Callable[[Any, Any], None]) -> None:
+    def __init__(self, engine: Engine, chains: Iterator[tuple[Any, Driver]], on_done: OnDone) -> None:
+        super().__init__(chains, on_done, engine.max_batch, engine.decider)
         self.engine = engine
-        self.chains = chains
-        self.exhausted = False
-        self.on_done = on_done
-        self.queue: deque[tuple[_Chain, Request]] = deque()
-        self.deciding: list[tuple[_Chain, Decide]] = []
+        self.queue: deque[tuple[Chain, Request]] = deque()
         self.rows: list[_Row | None] = []
         self.kv = engine.new_kv()
-        self.prefills: OrderedDict[tuple[tuple[int, ...], bool, tuple[int, ...]], PrefillResult] = OrderedDict()
         self.capture: _HiddenCapture | None = None
 
     # ------------------------------------------------------------ scheduling
-    def schedule(self) -> bool:
-        """Admit chains, answer controller queries, fill rows; False when all work is done."""
-        while True:
-            self._admit_chains()
-            if self.deciding:
-                self._answer_decisions()
-                continue
-            self._place_requests()
-            if any(row is not None for row in self.rows):
-                return True
-            if self.exhausted and not self.queue and not self.deciding:
-                return False
+    def _in_work(self) -> int:
+        return sum(row is not None for row in self.rows) + len(self.queue)
 
-    def _load(self) -> int:
-        return sum(row is not None for row in self.rows) + len(self.queue) + len(self.deciding)
+    def _decoding(self) -> bool:
+        return any(row is not None for row in self.rows)
 
-    def _admit_chains(self) -> None:
-        while not self.exhausted and self._load() < self.engine.max_batch:
-            try:
-                key, driver = next(self.chains)
-            except StopIteration:
-                self.exhausted = True
-                return
-            self._advance(_Chain(key, driver), None)
-
-    def _answer_decisions(self) -> None:
-        batch, self.deciding = self.deciding, []
-        if self.engine.decider is None:
-            raise RuntimeError("a driver asked for a controller decision but the engine has no decider")
-        p_enough = self.engine.decider([decide.features for _, decide in batch])
-        for (chain, _), p in zip(batch, p_enough, strict=True):
-            self._advance(chain, float(p))
-
-    def _advance(self, chain: _Chain, value: Any) -> None:
-        """Resume a driver until it asks for something the engine must batch, or finishes."""
-        while True:
-            try:
-                item = chain.driver.send(value)
-            except StopIteration as stop:
-                self.on_done(chain.key, stop.value)
-                return
-            if isinstance(item, Prefill):
-                value = self._prefill(item)
-            elif isinstance(item, Request):
-                self._check_request(item)
-                self.queue.append((chain, item))
-                return
-            elif isinstance(item, Decide):
-                self.deciding.append((chain, item))
-                return
-            else:
-                raise TypeError(f"driver yielded {type(item).__name__}, expected Prefill, Request or Decide")
-
-    @staticmethod
-    def _check_request(request: Request) -> None:
-        base = request.base
-        if not base.prompt_len <= request.start <= len(base) or request.start < 1:
-            raise ValueError(f"request start {request.start} outside [{base.prompt_len}, {len(base)}]")
-        if _cached_tokens(base) < request.start - 1:
+    def _submit(self, chain: Chain, request: Request) -> None:
+        if _cached_tokens(request.base) < request.start - 1:
             raise ValueError("request base has no cache for its prefix")
+        self.queue.append((chain, request))
 
     def _place_requests(self) -> None:
         free = [i for i, row in enumerate(self.rows) if row is None]
-        added: list[tuple[_Chain, Request]] = []
+        added: list[tuple[Chain, Request]] = []
         while self.queue and (free or len(self.rows) + len(added) < self.engine.max_batch):
             chain, request = self.queue.popleft()
             if free:
@@ -208,11 +144,7 @@ class _Run:
             self.rows.pop()
 
     # ----------------------------------------------------------------- compute
-    def _prefill(self, item: Prefill) -> PrefillResult:
-        key = (item.prompt_ids, item.want_hidden, item.score_tokens)
-        if key in self.prefills:
-            self.prefills.move_to_end(key)
-            return self.prefills[key]
+    def _encode(self, item: Prefill) -> PrefillResult:
         engine = self.engine
         kv = engine.new_kv()
         kv.add_rows([None])
@@ -230,11 +162,7 @@ class _Run:
         empty = np.zeros(0, dtype=np.float32)
         sequence = Sequence(np.asarray(item.prompt_ids, dtype=np.int64), len(item.prompt_ids),
                             empty, empty, empty, empty, cache=kv.extract_row(0))
-        result = PrefillResult(sequence, hidden, scores)
-        self.prefills[key] = result
-        if len(self.prefills) > PREFILL_CACHE_SIZE:
-            self.prefills.popitem(last=False)
-        return result
+        return PrefillResult(sequence, hidden, scores)
 
     def step(self) -> None:
         """One decode step for every row; finished rows hand their completion to their chain."""
@@ -305,7 +233,7 @@ def _prefix_kv(request: Request) -> torch.Tensor | None:
     return cache[:, :, :, : request.start - 1]
 
 
-def _new_row(chain: _Chain, request: Request) -> _Row:
+def _new_row(chain: Chain, request: Request) -> _Row:
     return _Row(chain, request, next_input=int(request.base.tokens[request.start - 1]),
                 position=request.start - 1)
 

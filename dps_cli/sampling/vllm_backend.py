@@ -40,8 +40,7 @@ import copy
 import logging
 import math
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +48,12 @@ import numpy as np
 import torch
 
 from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
-from dps_cli.sampling.requests import Completion, Decide, Prefill, PrefillResult, Request, Sequence
+from dps_cli.sampling.driver_loop import Chain, DriverLoop, drive
+from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 20  # log-probabilities returned per token (vLLM's default max_logprobs)
-PREFILL_CACHE_SIZE = 8
 EMPTY = np.zeros(0, dtype=np.float32)
 
 
@@ -103,12 +102,6 @@ def token_stats(tokens: list[int], logprobs: list[dict[int, float]], temperature
             tail_z = p_floor ** (a - 1) * tail if a >= 1 else unknown ** (1 - a) * tail ** a
             out["bound"][j] = math.log1p(tail_z / math.exp(log_z_known))
     return TokenStats(*(out[k].astype(np.float32) for k in ("logp", "logq", "ent", "maxp", "bound")))
-
-
-@dataclass
-class _Chain:
-    key: Any
-    driver: Driver
 
 
 class VllmBackend:
@@ -189,13 +182,8 @@ class VllmBackend:
         if self.engine is None:
             raise RuntimeError("the vllm backend was closed")
         self.stats = BackendStats()
-        run = _Run(self, iter(drivers), on_done)
         with torch.inference_mode():
-            while run.schedule():
-                run.step()
-                if on_step is not None:
-                    on_step(self.stats)
-        return self.stats
+            return drive(_Run(self, iter(drivers), on_done), self.stats, on_step)
 
     # ---------------------------------------------------------- HF features
     def layer_states(self, tokens: np.ndarray) -> np.ndarray:
@@ -227,94 +215,32 @@ class VllmBackend:
         return scores
 
 
-class _Run:
-    """The state of one `VllmBackend.run` call: chains, in-flight requests, controller queries."""
+class _Run(DriverLoop):
+    """The state of one `VllmBackend.run` call: the requests in vLLM's engine, by request id."""
 
-    def __init__(self, backend: VllmBackend, chains: Any, on_done: OnDone) -> None:
+    def __init__(self, backend: VllmBackend, chains: Iterator[tuple[Any, Driver]], on_done: OnDone) -> None:
+        super().__init__(chains, on_done, backend.max_batch, backend.decider)
         self.backend = backend
-        self.chains = chains
-        self.exhausted = False
-        self.on_done = on_done
-        self.in_flight: dict[str, tuple[_Chain, Request]] = {}
-        self.deciding: list[tuple[_Chain, Decide]] = []
-        self.prefills: OrderedDict[tuple[tuple[int, ...], bool, tuple[int, ...]], PrefillResult] = OrderedDict()
+        self.in_flight: dict[str, tuple[Chain, Request]] = {}
         self.next_id = 0
 
-    def schedule(self) -> bool:
-        """Admit chains and answer controller queries; False when all work is done."""
-        while True:
-            while not self.exhausted and self._load() < self.backend.max_batch:
-                try:
-                    key, driver = next(self.chains)
-                except StopIteration:
-                    self.exhausted = True
-                    break
-                self._advance(_Chain(key, driver), None)
-            if self.deciding:
-                self._answer_decisions()
-                continue
-            if self.in_flight:
-                return True
-            if self.exhausted:
-                return False
+    def _in_work(self) -> int:
+        return len(self.in_flight)
 
-    def _load(self) -> int:
-        return len(self.in_flight) + len(self.deciding)
-
-    def _answer_decisions(self) -> None:
-        batch, self.deciding = self.deciding, []
-        if self.backend.decider is None:
-            raise RuntimeError("a driver asked for a controller decision but the backend has no decider")
-        p_enough = self.backend.decider([decide.features for _, decide in batch])
-        for (chain, _), p in zip(batch, p_enough, strict=True):
-            self._advance(chain, float(p))
-
-    def _advance(self, chain: _Chain, value: Any) -> None:
-        """Resume a driver until it asks for something the engine must batch, or finishes."""
-        while True:
-            try:
-                item = chain.driver.send(value)
-            except StopIteration as stop:
-                self.on_done(chain.key, stop.value)
-                return
-            if isinstance(item, Prefill):
-                value = self._prefill(item)
-            elif isinstance(item, Request):
-                self._submit(chain, item)
-                return
-            elif isinstance(item, Decide):
-                self.deciding.append((chain, item))
-                return
-            else:
-                raise TypeError(f"driver yielded {type(item).__name__}, expected Prefill, Request or Decide")
-
-    def _prefill(self, item: Prefill) -> PrefillResult:
-        key = (item.prompt_ids, item.want_hidden, item.score_tokens)
-        if key in self.prefills:
-            self.prefills.move_to_end(key)
-            return self.prefills[key]
+    def _encode(self, item: Prefill) -> PrefillResult:
         backend = self.backend
         ids = np.asarray(item.prompt_ids, dtype=np.int64)
         hidden = None
         if item.want_hidden and backend.hidden_layer is not None:
             hidden = backend.layer_states(ids).mean(0)
         scores = backend.score_next(item.prompt_ids, item.score_tokens) if item.score_tokens else None
-        sequence = Sequence(ids, len(ids), EMPTY, EMPTY, EMPTY, EMPTY)
-        result = PrefillResult(sequence, hidden, scores)
-        self.prefills[key] = result
-        if len(self.prefills) > PREFILL_CACHE_SIZE:
-            self.prefills.popitem(last=False)
-        return result
+        return PrefillResult(Sequence(ids, len(ids), EMPTY, EMPTY, EMPTY, EMPTY), hidden, scores)
 
-    def _submit(self, chain: _Chain, request: Request) -> None:
+    def _submit(self, chain: Chain, request: Request) -> None:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind  # type: ignore[import-not-found, unused-ignore]
 
         base = request.base
-        if not base.prompt_len <= request.start <= len(base) or request.start < 1:
-            raise ValueError(f"request start {request.start} outside [{base.prompt_len}, {len(base)}]")
-        if request.max_new < 1:
-            raise ValueError(f"request for {request.max_new} tokens; ask for at least 1")
         greedy = request.temperature <= 0
         seed = None if greedy else int(request.rng.integers(0, 2**31 - 1))
         params = SamplingParams(
