@@ -49,6 +49,7 @@ def sample_row(**overrides: Any) -> dict[str, Any]:
         "tokens_generated": 400,
         "tokens_kept": 4,
         "stopped_at_eos": True,
+        "logq_bound": 0.0,
         "wall_time_s": 1.5,
         "hidden_layer": None,
         "checkpoints": [],

@@ -10,6 +10,9 @@ Definitions used in every report:
   sample answers a question, so a power chain counts all its proposals; voting baselines
   (``--vote``, ``--match``; `dps_cli.report.voting`) count all N samples they use;
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
+* log q bound — the largest ``logq_bound`` of any chain: how far the MH log acceptance ratios
+  may be off where a backend normalizes q over the top-K log-probabilities only (``vllm``);
+  "exact" when it is 0 (the ``hf`` backend, or a top-K covering the vocabulary);
 * a comparison — over the questions both runs answered: Δaccuracy (run - baseline) with a paired
   bootstrap interval, and the time ratio run / baseline of s/question.
 """
@@ -48,7 +51,7 @@ MH_METHODS = ("power", "dps")
 SUMMARY_COLUMNS = (
     "question_id", "seed", "model", "method", "alpha", "temperature", "k_initial", "controller",
     "tau", "final_k", "proposals_attempted", "proposals_accepted", "tokens_generated",
-    "wall_time_s",
+    "wall_time_s", "logq_bound",
 )  # fmt: skip
 
 __all__ = [
@@ -138,6 +141,7 @@ def summarize_run(
         mean_final_k=_mean(samples["final_k"]),
         tokens_per_question=_mean(samples["tokens_generated"]),
         acceptance_rate=float(accepted / attempted) if is_mh else None,
+        logq_bound=_max(samples["logq_bound"]),
     )
 
 
@@ -225,6 +229,11 @@ def _accuracy_interval(grades: pl.DataFrame) -> tuple[float, float, float] | Non
         return None
     values = per_question["correct"].to_numpy()
     return bootstrap_ci(values, rng=np.random.default_rng(BOOTSTRAP_SEED))
+
+
+def _max(series: pl.Series) -> float | None:
+    values = series.drop_nulls()
+    return float(values.max()) if values.len() else None  # type: ignore[arg-type]
 
 
 def _mean(series: pl.Series) -> float | None:

@@ -60,6 +60,7 @@ def sample_row(config: SampleConfig, plan: ChainPlan, result: ChainResult, compl
         "tokens_generated": result.tokens_generated,
         "tokens_kept": int(result.completion_ids.shape[0]),
         "stopped_at_eos": result.stopped_at_eos,
+        "logq_bound": result.logq_bound,
         "wall_time_s": result.wall_time_s,
         "hidden_layer": config.hidden_layer,
         "checkpoints": [checkpoint_struct(r) for r in result.checkpoints],

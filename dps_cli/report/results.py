@@ -104,6 +104,9 @@ class RunSummary:
     tokens_per_question: float | None
     acceptance_rate: float | None
     alpaca: AlpacaResult | None = None
+    # max over chains of the log q bound (schema column ``logq_bound``): 0 when log q is exact,
+    # None for runs stored before the column existed
+    logq_bound: float | None = None
 
 
 @dataclass(frozen=True)

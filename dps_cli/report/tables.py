@@ -29,6 +29,7 @@ def evaluation_table(report: EvaluationReport) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("tokens/question", justify="right", no_wrap=True)
     table.add_column("acceptance", justify="right", no_wrap=True)
+    table.add_column("log q bound", justify="right", no_wrap=True)
     for run in report.runs:
         table.add_row(
             run.label,
@@ -42,8 +43,16 @@ def evaluation_table(report: EvaluationReport) -> Table:
             _fixed(run.mean_final_k, 2),
             _fixed(run.tokens_per_question, 1),
             _percent(run.acceptance_rate),
+            logq_bound_cell(run.logq_bound),
         )
     return table
+
+
+def logq_bound_cell(bound: float | None) -> str:
+    """"exact" for 0, the bound otherwise, n/a for runs stored before the bound was recorded."""
+    if bound is None:
+        return NA
+    return "exact" if bound == 0 else f"{bound:.2g}"
 
 
 def comparison_table(report: EvaluationReport) -> Table | None:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dps_cli.errors import UserError
-from dps_cli.runs.schema import SAMPLE_SCHEMA, SCHEMA_VERSION
+from dps_cli.runs.schema import REQUIRED_COLUMNS, SCHEMA_VERSION
 
 VERSION_KEY = b"dps_schema_version"
 PART_GLOB = "part-*.parquet"
@@ -46,7 +46,7 @@ def major_version(version: str) -> int:
 
 
 def check_part(
-    path: Path, required: Sequence[str] = SAMPLE_SCHEMA.names, hint: str = RESAMPLE_HINT
+    path: Path, required: Sequence[str] = REQUIRED_COLUMNS, hint: str = RESAMPLE_HINT
 ) -> dict[bytes, bytes]:
     """Refuse a corrupted, foreign or too-new Parquet file; return its key-value metadata."""
     try:

@@ -2,14 +2,15 @@
 
 One row per (question, seed). Nested data are native Arrow lists and structs, never JSON strings.
 Bump the major part of SCHEMA_VERSION when a column changes meaning or disappears; readers refuse
-a newer major version.
+a newer major version. A column added in a minor version is listed in ADDED_COLUMNS: parts
+written before it lack the column and read back with nulls there.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 CHECKPOINT_TYPE = pa.struct(
     [
@@ -57,6 +58,10 @@ SAMPLE_SCHEMA = pa.schema(
         ("tokens_generated", pa.int32()),  # every sampled token, rejected proposals included
         ("tokens_kept", pa.int32()),  # length of the final completion in tokens
         ("stopped_at_eos", pa.bool_()),
+        # the largest summed bound, over any suffix of any sequence the chain's MH ratios read,
+        # on how far a top-K backend's log q lies above the true one (|error of log r| <= it);
+        # 0 where log q is exact (the hf backend), null in parts written before schema 1.1
+        ("logq_bound", pa.float32()),
         ("wall_time_s", pa.float64()),
         ("hidden_layer", pa.int32()),
         ("checkpoints", pa.list_(CHECKPOINT_TYPE)),
@@ -64,6 +69,10 @@ SAMPLE_SCHEMA = pa.schema(
     ],
     metadata={b"dps_schema_version": SCHEMA_VERSION.encode()},
 )
+
+# Columns added after 1.0, with the version that added them: older parts may lack them.
+ADDED_COLUMNS = {"logq_bound": "1.1"}
+REQUIRED_COLUMNS = tuple(name for name in SAMPLE_SCHEMA.names if name not in ADDED_COLUMNS)
 
 # Key columns that identify a row; resume skips pairs already stored.
 ROW_KEY = ("question_id", "seed")

@@ -268,7 +268,8 @@ class RunStore:
         keys_by_part = self._checked_parts(repair=False)
         polars_schema = pl.DataFrame(SAMPLE_SCHEMA.empty_table()).schema
         frame = pl.scan_parquet(
-            [str(part) for part in keys_by_part], schema=polars_schema, extra_columns="ignore"
+            [str(part) for part in keys_by_part], schema=polars_schema, extra_columns="ignore",
+            missing_columns="insert",  # a column added since a part was written reads as null
         )
         if self._warn_duplicates(keys_by_part):
             frame = frame.unique(subset=list(ROW_KEY), keep="first", maintain_order=True)

@@ -97,6 +97,12 @@ class _ChainState:
     attempted: int = 0
     accepted: int = 0
     generated: int = 0
+    logq_bound: float = 0.0  # the largest `max_suffix_logq_bound` of any sequence compared so far
+
+    def saw(self, completion: Completion) -> None:
+        """Count a completion's tokens and its log q bound (it enters an MH ratio)."""
+        self.generated += completion.new_tokens
+        self.logq_bound = max(self.logq_bound, completion.sequence.max_suffix_logq_bound())
 
 
 def _mh_block(state: _ChainState, target_len: int, settings: PowerSettings, eos: frozenset[int],
@@ -107,13 +113,14 @@ def _mh_block(state: _ChainState, target_len: int, settings: PowerSettings, eos:
     if not has_ended(state.seq, eos) and len(state.seq) < target_len:
         extension: Completion = yield Request(state.seq, len(state.seq), target_len - len(state.seq),
                                               temperature, rng, settings.hidden)
-        state.seq, state.generated = extension.sequence, state.generated + extension.new_tokens
+        state.seq = extension.sequence
+        state.saw(extension)
         hidden.add(extension)
     for _ in range(state.k):
         start = int(rng.integers(c, len(state.seq)))  # uniform over [c, t_cur - 1]
         proposal: Completion = yield Request(state.seq, start, target_len - start, temperature, rng,
                                              settings.hidden)
-        state.generated += proposal.new_tokens
+        state.saw(proposal)
         state.attempted += 1
         hidden.add(proposal)
         log_u = math.log(max(rng.random(), 1e-300))
@@ -149,20 +156,20 @@ def power_chain(prompt_ids: tuple[int, ...], settings: PowerSettings, policy: KP
             state.k = new_k
         if settings.after_eos == "stop" and has_ended(state.seq, eos):
             break
-    return _finish(state.seq, prefill, schedule, state.attempted, state.accepted, state.generated,
-                   records, eos, started, settings.max_new_tokens)
+    return _finish(state, prefill, schedule, records, eos, started, settings.max_new_tokens)
 
 
-def _finish(seq: Sequence, prefill: PrefillResult, schedule: list[int], attempted: int, accepted: int,
-            generated: int, records: list[CheckpointRecord], eos: frozenset[int], started: float,
+def _finish(state: _ChainState, prefill: PrefillResult, schedule: list[int],
+            records: list[CheckpointRecord], eos: frozenset[int], started: float,
             max_new_tokens: int) -> ChainResult:
-    completion, stopped = truncate_at_eos(seq.generated, eos)
+    completion, stopped = truncate_at_eos(state.seq.generated, eos)
     check_completion(completion, stopped, max_new_tokens)
     return ChainResult(
-        sequence=seq, completion_ids=completion, k_schedule=schedule, proposals_attempted=attempted,
-        proposals_accepted=accepted, tokens_generated=generated, stopped_at_eos=stopped,
+        sequence=state.seq, completion_ids=completion, k_schedule=schedule,
+        proposals_attempted=state.attempted, proposals_accepted=state.accepted,
+        tokens_generated=state.generated, stopped_at_eos=stopped,
         wall_time_s=time.perf_counter() - started, checkpoints=records,
-        question_embedding=prefill.prompt_hidden_mean,
+        question_embedding=prefill.prompt_hidden_mean, logq_bound=state.logq_bound,
     )
 
 
@@ -193,5 +200,6 @@ def sampling_chain(prompt_ids: tuple[int, ...], max_new_tokens: int, temperature
     prefill: PrefillResult = yield Prefill(prompt_ids, want_hidden=hidden)
     completion: Completion = yield Request(prefill.sequence, len(prefill.sequence), max_new_tokens,
                                            temperature, rng, hidden)
-    return _finish(completion.sequence, prefill, [], 0, 0, completion.new_tokens, [],
-                   frozenset(eos_token_ids), started, max_new_tokens)
+    state = _ChainState(completion.sequence, k=0)
+    state.saw(completion)
+    return _finish(state, prefill, [], [], frozenset(eos_token_ids), started, max_new_tokens)

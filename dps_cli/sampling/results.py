@@ -41,6 +41,8 @@ class ChainResult:
     wall_time_s: float
     checkpoints: list[CheckpointRecord]
     question_embedding: np.ndarray | None
+    # max over every sequence the chain compared of its summed log q bound (0: log q exact)
+    logq_bound: float = 0.0
 
     @property
     def final_k(self) -> int:

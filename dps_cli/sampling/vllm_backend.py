@@ -128,6 +128,7 @@ class VllmBackend:
 
         opts = dict(options or {})
         self.top_k = int(opts.pop("top_k", DEFAULT_TOP_K))
+        self.max_logprobs = self.top_k
         self.eos = [int(t) for t in eos_token_ids]
         self.max_batch = max_batch
         self.hidden_layer = hidden_layer
@@ -152,13 +153,19 @@ class VllmBackend:
         self.stats = BackendStats()
 
     def rebind(self, *, eos_token_ids: Iterable[int] | None = None, max_batch: int | None = None,
-               hidden_layer: int | None = None, decider: Decider | None = None) -> VllmBackend:
+               hidden_layer: int | None = None, decider: Decider | None = None,
+               top_k: int | None = None) -> VllmBackend:
         """A backend sharing this one's engine with other run settings (no restart).
 
-        Stop tokens, chains in flight, hidden layer and controller are per-run settings here;
-        only the model and the engine options are fixed at start.
+        Stop tokens, chains in flight, hidden layer, controller and the log-probabilities per
+        token (up to the engine's ``max_logprobs``) are per-run settings here; only the model and
+        the engine options are fixed at start.
         """
         other = copy.copy(self)
+        if top_k is not None:
+            if not 1 <= top_k <= self.max_logprobs:
+                raise ValueError(f"top_k {top_k} outside 1..{self.max_logprobs} (the engine's max_logprobs)")
+            other.top_k = top_k
         if eos_token_ids is not None:
             other.eos = [int(t) for t in eos_token_ids]
         if max_batch is not None:

@@ -142,6 +142,19 @@ def test_scan_accepts_a_newer_minor_version(tmp_path: Path) -> None:
     assert RunStore(tmp_path).read_samples().height == 2
 
 
+def test_a_part_of_schema_1_0_reads_with_a_null_logq_bound(tmp_path: Path) -> None:
+    """Parts written before `logq_bound` existed (schema 1.0) still resume, evaluate and mix with new ones."""
+    write_run(tmp_path, [sample_row(seed=0, logq_bound=0.25)])
+    old = pa.Table.from_pylist([sample_row(seed=1)], schema=SAMPLE_SCHEMA).drop_columns(["logq_bound"])
+    pq.write_table(old.replace_schema_metadata({b"dps_schema_version": b"1.0"}),
+                   tmp_path / "samples" / "part-00001-old10000.parquet")
+    store = RunStore(tmp_path)
+    assert sorted(store.completed_keys()) == [("arith-0000", 0), ("arith-0000", 1)]
+    frame = store.read_samples().sort("seed")
+    assert frame.columns == SAMPLE_SCHEMA.names
+    assert frame["logq_bound"].to_list() == [0.25, None]
+
+
 def test_scan_refuses_a_foreign_parquet_file(tmp_path: Path) -> None:
     write_run(tmp_path, [sample_row()])
     foreign = tmp_path / "samples" / "part-00001-foreign0.parquet"

@@ -12,7 +12,7 @@ import torch
 from dps_cli.errors import UserError
 from dps_cli.sampling.factory import make_backend, resolve_backend, vllm_available
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
-from dps_cli.sampling.requests import Prefill, Request
+from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
 from dps_cli.sampling.vllm_backend import token_stats
 
 PROMPTS = [(1,), (2, 3), (0, 1, 2), (3, 3, 1, 0)]
@@ -64,6 +64,44 @@ def test_top_k_log_q_errs_upwards_by_at_most_the_recorded_bound() -> None:
     np.testing.assert_allclose(stats.logp_base, exact["logp"], atol=1e-5)
     np.testing.assert_allclose(stats.max_prob, exact["max_prob"], atol=1e-6)
     assert (stats.entropy <= exact["entropy"] + 1e-5).all()  # the tail counted at its lower bound
+
+
+def _scripted_completion(request: Request, new: list[int], bound: list[float]) -> Completion:
+    """What a backend would return for ``request``: ``new`` tokens with these per-token bounds."""
+    base, keep = request.base, request.start - request.base.prompt_len
+    old_bound = base.logq_bound if base.logq_bound is not None else np.zeros(len(base) - base.prompt_len)
+
+    def joined(old: np.ndarray, values: list[float]) -> np.ndarray:
+        return np.concatenate([old[:keep], np.asarray(values, dtype=np.float32)]).astype(np.float32)
+
+    zeros = [0.0] * len(new)
+    sequence = Sequence(np.concatenate([base.tokens[: request.start], new]).astype(np.int64), base.prompt_len,
+                        joined(base.logp_base, [-1.0] * len(new)), joined(base.logq_proposal, [-1.0] * len(new)),
+                        joined(base.entropy, zeros), joined(base.max_prob, zeros), logq_bound=joined(old_bound, bound))
+    return Completion(sequence, len(new), False, None)
+
+
+def test_a_chain_records_the_largest_log_q_bound_it_compared() -> None:
+    """The row's ``logq_bound`` is the largest summed bound of any sequence an MH ratio read,
+    a rejected proposal's included: here the first proposal carries the largest."""
+    from dps_cli.sampling.policies import FixedK
+
+    empty = np.zeros(0, dtype=np.float32)
+    chain = power_chain((1,), PowerSettings(alpha=2.0, max_new_tokens=2, blocks=1), FixedK(2),
+                        np.random.default_rng(0))
+    assert isinstance(chain.send(None), Prefill)
+    request = chain.send(PrefillResult(Sequence(np.array([1]), 1, empty, empty, empty, empty), None))
+    sums = []
+    for per_token in (0.1, 0.4, 0.0):  # the extension, then the two proposals
+        completion = _scripted_completion(request, [2] * request.max_new, [per_token] * request.max_new)
+        sums.append(completion.sequence.max_suffix_logq_bound())
+        try:
+            request = chain.send(completion)
+        except StopIteration as stop:
+            result = stop.value
+    assert result.proposals_attempted == 2
+    assert sums[1] == max(sums) > sums[0] > 0
+    assert result.logq_bound == pytest.approx(sums[1])
 
 
 def test_greedy_records_log_q_zero() -> None:
@@ -165,3 +203,23 @@ def _fixed(k: int):  # type: ignore[no-untyped-def]
     from dps_cli.sampling.policies import FixedK
 
     return FixedK(k)
+
+
+def test_chains_whose_top_k_covers_the_vocabulary_record_no_bound(sampler) -> None:  # type: ignore[no-untyped-def]
+    settings = PowerSettings(alpha=4.0, max_new_tokens=6, blocks=2)
+    drivers = [(i, power_chain(PROMPTS[i % 4], settings, _fixed(2), np.random.default_rng(i))) for i in range(8)]
+    assert [result.logq_bound for _, result in sampler.run(drivers)] == [0.0] * 8
+
+
+@pytest.mark.vllm
+def test_a_top_k_below_the_vocabulary_records_a_bound_per_chain(vllm_pool) -> None:  # type: ignore[no-untyped-def]
+    from backend_fixtures import TINY_SCALE, TINY_SEED, TINY_VOCAB, Sampler, build_vllm_tiny_llama
+
+    model = build_vllm_tiny_llama()
+    backend = vllm_pool.get((TINY_VOCAB, TINY_SEED, TINY_SCALE), model).rebind(top_k=2)
+    settings = PowerSettings(alpha=4.0, max_new_tokens=6, blocks=2)
+    drivers = [(i, power_chain(PROMPTS[i % 4], settings, _fixed(2), np.random.default_rng(i))) for i in range(8)]
+    for _, result in Sampler("vllm", model, backend).run(drivers):
+        assert result.logq_bound >= result.sequence.max_suffix_logq_bound() > 0
+    with pytest.raises(ValueError, match="outside 1..4"):
+        backend.rebind(top_k=5)
