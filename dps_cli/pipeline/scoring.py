@@ -80,6 +80,7 @@ def score_completions(
 ) -> list[float]:
     """Mean per-token log p of each completion after its prompt (NaN for an empty completion)."""
     from dps_cli.models.loading import load_model
+    from dps_cli.sampling.scoring import teacher_forced_mean_logp
 
     loaded = load_model(model, device)
     encoded = [_encode_prompt(loaded.tokenizer, p, n) for p, n in zip(prompts, prompt_tokens, strict=True)]
@@ -92,40 +93,9 @@ def score_completions(
         while stop < len(encoded) and (stop - start + 1) * (max(widest, len(completions[stop])) + 1) * vocab <= MAX_LOGIT_ELEMENTS:
             widest = max(widest, len(completions[stop]))
             stop += 1
-        results += _score_batch(loaded.model, encoded[start:stop], completions[start:stop])
+        results += teacher_forced_mean_logp(loaded.model, encoded[start:stop], completions[start:stop])
         start = stop
     return results
-
-
-def _score_batch(model: Any, prompts: Sequence[list[int]], completions: Sequence[Sequence[int]]) -> list[float]:
-    """One left-padded teacher-forced forward pass; logits kept only where completions sit."""
-    import torch
-
-    sequences = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
-    width = max(len(s) for s in sequences)
-    keep = max(len(c) for c in completions) + 1
-    device = next(model.parameters()).device
-    ids = torch.zeros((len(sequences), width), dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, width - len(sequence):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.inference_mode():
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), logits_to_keep=keep)  # fmt: skip
-        logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()  # (B, keep, V)
-    scores = []
-    for row, completion in enumerate(completions):
-        if not completion:
-            scores.append(math.nan)
-            continue
-        # the logit at kept index j predicts the token at position width - keep + j + 1
-        first = keep - len(completion) - 1
-        targets = torch.tensor(list(completion), dtype=torch.long)
-        picked = logp[row, first : first + len(completion)].gather(-1, targets[:, None])
-        scores.append(float(picked.double().mean()))
-    return scores
 
 
 def _encode_prompt(tokenizer: Any, prompt: str, expected: int) -> list[int]:
