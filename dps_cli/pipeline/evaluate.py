@@ -12,7 +12,8 @@ Definitions used in every report:
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
 * log q bound — the largest ``logq_bound`` of any chain: how far the MH log acceptance ratios
   may be off where a backend normalizes q over the top-K log-probabilities only (``vllm``);
-  "exact" when it is 0 (the ``hf`` backend, or a top-K covering the vocabulary);
+  "exact" when it is 0 (the ``hf`` backend, or a top-K covering the vocabulary); only for power
+  and dps, and n/a when some chain has none (stored before schema 1.1);
 * a comparison — over the questions both runs answered: Δaccuracy (run - baseline) with a paired
   bootstrap interval, and the time ratio run / baseline of s/question.
 """
@@ -141,7 +142,7 @@ def summarize_run(
         mean_final_k=_mean(samples["final_k"]),
         tokens_per_question=_mean(samples["tokens_generated"]),
         acceptance_rate=float(accepted / attempted) if is_mh else None,
-        logq_bound=_max(samples["logq_bound"]),
+        logq_bound=_logq_bound(samples["logq_bound"]) if is_mh else None,
     )
 
 
@@ -231,9 +232,12 @@ def _accuracy_interval(grades: pl.DataFrame) -> tuple[float, float, float] | Non
     return bootstrap_ci(values, rng=np.random.default_rng(BOOTSTRAP_SEED))
 
 
-def _max(series: pl.Series) -> float | None:
-    values = series.drop_nulls()
-    return float(values.max()) if values.len() else None  # type: ignore[arg-type]
+def _logq_bound(series: pl.Series) -> float | None:
+    """The largest chain bound; None unless every chain recorded one (a run resumed across the
+    schema 1.1 upgrade has chains without), since a partial maximum could understate it."""
+    if series.len() == 0 or series.null_count():
+        return None
+    return float(f"{float(series.max()):.6g}")  # type: ignore[arg-type]  # float32: no noise digits
 
 
 def _mean(series: pl.Series) -> float | None:

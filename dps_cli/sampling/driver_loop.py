@@ -37,6 +37,8 @@ class DriverLoop:
 
     def __init__(self, chains: Iterator[tuple[Any, Driver]], on_done: OnDone, max_batch: int,
                  decider: Decider | None) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.chains = chains
         self.on_done = on_done
         self.max_batch = max_batch

@@ -128,7 +128,9 @@ class VllmBackend:
 
         opts = dict(options or {})
         self.top_k = int(opts.pop("top_k", DEFAULT_TOP_K))
-        self.max_logprobs = self.top_k
+        self.max_logprobs = int(opts.get("max_logprobs", self.top_k))  # the engine's cap
+        if not 1 <= self.top_k <= self.max_logprobs:
+            raise ValueError(f"top_k {self.top_k} outside 1..{self.max_logprobs} (max_logprobs)")
         self.eos = [int(t) for t in eos_token_ids]
         self.max_batch = max_batch
         self.hidden_layer = hidden_layer
@@ -138,7 +140,7 @@ class VllmBackend:
             raise ValueError("hidden-state features on the vllm backend need the Hugging Face model")
         defaults: dict[str, Any] = {
             "model": model_path, "skip_tokenizer_init": True, "enable_prefix_caching": True,
-            "logprobs_mode": "raw_logprobs", "max_logprobs": self.top_k, "max_num_seqs": max_batch,
+            "logprobs_mode": "raw_logprobs", "max_logprobs": self.max_logprobs, "max_num_seqs": max_batch,
             "seed": 0,
         }
         if scorer is not None and "dtype" not in opts:

@@ -147,6 +147,23 @@ def test_method_labels_and_acceptance(
     assert summary.acceptance_rate == acceptance
 
 
+@pytest.mark.parametrize(
+    ("bounds", "overrides", "expected"),
+    [
+        ([0.0, 0.0], {}, 0.0),  # hf, or a top-K covering the vocabulary: "exact"
+        ([0.0031, 0.0007], {}, 0.0031),  # the largest chain's bound, without float32 noise digits
+        ([0.0031, None], {}, None),  # a chain stored before schema 1.1: a maximum would understate
+        ([0.0031, 0.0007], {"method": "temperature", "proposals_attempted": 0}, None),  # no MH ratio
+    ],
+)
+def test_the_reported_log_q_bound(
+    tmp_path: Path, fake_task: BoxedIntegerTask, bounds: list[float | None], overrides: dict[str, Any],
+    expected: float | None,
+) -> None:
+    rows = [{**row, "logq_bound": bounds[row["seed"] % 2]} for row in boxed_rows(BASELINE, **overrides)]
+    assert summarize_run(write_run(tmp_path / "run", rows)).logq_bound == expected
+
+
 def test_evaluate_compares_each_run_with_the_first(
     tmp_path: Path, fake_task: BoxedIntegerTask
 ) -> None:
