@@ -149,7 +149,14 @@ class VllmBackend:
         if torch.cuda.is_available() and "gpu_memory_utilization" not in opts:
             free, total = torch.cuda.mem_get_info()  # leave room for the scorer already on the GPU
             defaults["gpu_memory_utilization"] = round(0.9 * free / total, 3)
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default is larger
+        if not torch.cuda.is_available():
+            # vLLM discards the token sampled after a partial (chunked) prefill and rewinds the
+            # request's seeded generator, which a CPU generator cannot do ("CPU Generator does
+            # not use offset"): every seeded request must be prefilled whole, as vLLM itself
+            # arranges for MLA models on the CPU. The step's token budget then grows to at least
+            # max_model_len.
+            defaults["enable_chunked_prefill"] = False
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default is larger
         self.engine: Any = LLMEngine.from_engine_args(EngineArgs(**{**defaults, **opts}))
         self.vocab_size = int(self.engine.model_config.get_vocab_size())
         self.stats = BackendStats()

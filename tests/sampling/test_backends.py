@@ -162,6 +162,16 @@ def test_a_chain_is_reproducible_whatever_shares_its_batch(sampler) -> None:  # 
     assert all(alone[i] == crowded[i] for i in range(4))
 
 
+def test_more_prompt_tokens_than_one_engine_step_takes(sampler) -> None:  # type: ignore[no-untyped-def]
+    """96 seeded 56-token prompts at once exceed vLLM's token budget per step. A prefill split
+    across steps made vLLM's CPU engine rewind a seeded generator it cannot rewind, and die."""
+    prompts = [tuple(np.random.default_rng(i).integers(0, 4, 56).tolist()) for i in range(96)]
+    drivers = [(i, sampling_chain(p, 4, 1.0, np.random.default_rng(i))) for i, p in enumerate(prompts)]
+    results = dict(sampler.run(drivers))
+    assert sorted(results) == list(range(96))
+    assert all(len(result.sequence.generated) == 4 for result in results.values())
+
+
 def test_stop_tokens_end_a_request(sampler) -> None:  # type: ignore[no-untyped-def]
     drivers = [(i, sampling_chain(p, 30, 1.0, np.random.default_rng(i), (3,))) for i, p in enumerate(PROMPTS * 4)]
     for _, result in sampler.run(drivers, eos_token_ids=(3,)):
