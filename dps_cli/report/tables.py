@@ -49,7 +49,8 @@ def evaluation_table(report: EvaluationReport) -> Table:
 
 
 def logq_bound_cell(bound: float | None) -> str:
-    """"exact" for 0, the bound otherwise, n/a for runs stored before the bound was recorded."""
+    """"exact" for 0, the bound otherwise; n/a where there is none (`summarize_run`: non-MH runs,
+    or chains stored before the bound was recorded)."""
     if bound is None:
         return NA
     return "exact" if bound == 0 else f"{bound:.2g}"

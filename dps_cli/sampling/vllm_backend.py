@@ -129,8 +129,7 @@ class VllmBackend:
         opts = dict(options or {})
         self.top_k = int(opts.pop("top_k", DEFAULT_TOP_K))
         self.max_logprobs = int(opts.get("max_logprobs", self.top_k))  # the engine's cap
-        if not 1 <= self.top_k <= self.max_logprobs:
-            raise ValueError(f"top_k {self.top_k} outside 1..{self.max_logprobs} (max_logprobs)")
+        self._check_top_k(self.top_k)
         self.eos = [int(t) for t in eos_token_ids]
         self.max_batch = max_batch
         self.hidden_layer = hidden_layer
@@ -172,8 +171,7 @@ class VllmBackend:
         """
         other = copy.copy(self)
         if top_k is not None:
-            if not 1 <= top_k <= self.max_logprobs:
-                raise ValueError(f"top_k {top_k} outside 1..{self.max_logprobs} (the engine's max_logprobs)")
+            self._check_top_k(top_k)
             other.top_k = top_k
         if eos_token_ids is not None:
             other.eos = [int(t) for t in eos_token_ids]
@@ -183,6 +181,11 @@ class VllmBackend:
             raise ValueError("hidden-state features on the vllm backend need the Hugging Face model")
         other.hidden_layer, other.decider = hidden_layer, decider
         return other
+
+    def _check_top_k(self, top_k: int) -> None:
+        """vLLM refuses requests for more log-probabilities than the engine's ``max_logprobs``."""
+        if not 1 <= top_k <= self.max_logprobs:
+            raise ValueError(f"top_k {top_k} outside 1..{self.max_logprobs} (the engine's max_logprobs)")
 
     def close(self) -> None:
         """Shut the engine's worker processes down."""
