@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dps_cli.errors import UserError
+from dps_cli.runs.provenance import git_sha
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +68,17 @@ class WriterLock:
 
 
 def writer_record(shard: tuple[int, int], command: str) -> dict[str, Any]:
-    """Who writes: shard, command, pid, host and start time (stored in lock file and manifest)."""
+    """Who writes: shard, command, pid, host, start time and git revision (lock file and manifest).
+
+    The revision is per writer because a resumed run gains parts from whatever code resumed it.
+    """
     return {
         "shard": f"{shard[0]}/{shard[1]}",
         "command": command,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_sha": git_sha(),
     }
 
 

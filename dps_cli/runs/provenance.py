@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -21,10 +22,16 @@ def provenance() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"versions": versions, "git_sha": _git_sha()}
+    return {"versions": versions, "git_sha": git_sha()}
 
 
-def _git_sha() -> str | None:
+@functools.cache
+def git_sha() -> str | None:
+    """The dps checkout's HEAD when this process first asks, i.e. the code it loaded.
+
+    Cached because a long `dps reproduce` writes manifests for hours: a checkout that moves
+    under it must not be recorded as the code that produced runs it keeps writing.
+    """
     root = Path(dps_cli.__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

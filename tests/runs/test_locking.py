@@ -17,6 +17,7 @@ import pytest
 from dps_cli.errors import UserError
 from dps_cli.runs.atomic import storage_error
 from dps_cli.runs.parts import CorruptPart
+from dps_cli.runs.provenance import git_sha, provenance
 from dps_cli.runs.store import RunStore
 from tests.factories import sample_row, write_run
 
@@ -44,6 +45,23 @@ def test_other_shards_write_side_by_side_and_each_writer_is_recorded(tmp_path: P
     writers = store.read_manifest()["writers"]
     assert [(w["shard"], w["command"]) for w in writers] == [("0/2", "dps sample --shard 0/2"), ("1/2", "dps sample --shard 1/2")]
     assert all(w["pid"] == os.getpid() and w["host"] and w["started_at"] for w in writers)
+    assert all(w["git_sha"] == provenance()["git_sha"] for w in writers)
+
+
+def test_the_git_revision_is_the_one_the_process_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long `dps reproduce` keeps recording the revision it loaded, not a checkout that moved."""
+    first = git_sha()
+
+    def moved(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout="f" * 40 + "\n", stderr="")
+
+    monkeypatch.setattr(subprocess, "run", moved)
+    assert git_sha() == first
+    git_sha.cache_clear()
+    try:
+        assert git_sha() == "f" * 40  # the stub is what a fresh process would read
+    finally:
+        git_sha.cache_clear()
 
 
 def test_a_writer_with_an_overlapping_sharding_is_refused(tmp_path: Path) -> None:
