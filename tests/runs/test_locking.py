@@ -48,7 +48,7 @@ def test_other_shards_write_side_by_side_and_each_writer_is_recorded(tmp_path: P
     assert all(w["git_sha"] == provenance()["git_sha"] for w in writers)
 
 
-def test_the_git_revision_is_the_one_the_process_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_git_revision_is_the_one_the_process_started_with(monkeypatch: pytest.MonkeyPatch) -> None:
     """A long `dps reproduce` keeps recording the revision it loaded, not a checkout that moved."""
     first = git_sha()
 
