@@ -48,6 +48,7 @@ open its marker pipe, so a determined program can forge a pass there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -56,20 +57,24 @@ import secrets
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from dps_cli.errors import UserError
-from dps_cli.tasks.grading import bubblewrap
+from dps_cli.tasks.grading import bubblewrap, cgroup
 from dps_cli.tasks.grading.sandbox_runner import encode
 
 ExecStatus = Literal["passed", "failed", "timeout", "error"]
 
 #: Address-space limit of each process (bytes); far above what HumanEval needs, low enough to bound it.
 MEMORY_LIMIT_BYTES = 2 * 1024**3
+#: Memory of a whole sandbox (bwrap, the judge, the candidate, its files) where a cgroup caps it.
+SANDBOX_MEMORY_BYTES = MEMORY_LIMIT_BYTES
+#: Processes and threads of a whole sandbox where a cgroup caps them (it needs about four).
+SANDBOX_PIDS = 16
 #: Largest file a process may write, its stdout and stderr included (bytes).
 FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 #: How much of the end of the child's stderr is kept as the result's detail (characters).
@@ -200,7 +205,11 @@ def _run_once(
         read_fd, write_fd = os.pipe()
         filter_fd = -1 if unsafe else bubblewrap.filter_fd()
         try:
-            with open(Path(tmp, "stdout"), "wb") as out, open(err_path, "wb") as err:
+            with (
+                open(Path(tmp, "stdout"), "wb") as out,
+                open(err_path, "wb") as err,
+                _sandbox_cgroup(unsafe) as join,
+            ):
                 command = prefix + ([] if unsafe else ["--seccomp", str(filter_fd)])
                 command += [bubblewrap.sandbox_interpreter(), "-I", "-S", "-c", _runner_source()]
                 command += [str(write_fd)]
@@ -214,16 +223,37 @@ def _run_once(
                     env=bubblewrap.environment(str(work)) if unsafe else {},
                     start_new_session=True,
                     pass_fds=(write_fd,) if unsafe else (write_fd, filter_fd),
+                    preexec_fn=join,
                 )
-            os.close(write_fd)
-            write_fd = -1
-            timed_out = _wait(process, job, timeout_s)
-            marker = _read_available(read_fd)
+                os.close(write_fd)
+                write_fd = -1
+                timed_out = _wait(process, job, timeout_s)
+                marker = _read_available(read_fd)
         finally:
             for fd in (read_fd, write_fd, filter_fd):
                 if fd >= 0:
                     os.close(fd)
         return process.returncode, timed_out, marker, _read_tail(err_path)
+
+
+@contextlib.contextmanager
+def _sandbox_cgroup(unsafe: bool) -> Iterator[Callable[[], None] | None]:
+    """A new cgroup capping the whole sandbox (`SANDBOX_MEMORY_BYTES`, `SANDBOX_PIDS`), as the
+    ``preexec_fn`` that joins it; None where no cgroup can be made (the per-process limits of
+    the runner are then the caps) or with ``unsafe``. Emptied and removed on exit."""
+    parents = None if unsafe else cgroup.cgroup_parents()
+    if parents is None:
+        yield None
+        return
+    group = cgroup.SandboxCgroup.create(parents, SANDBOX_MEMORY_BYTES, SANDBOX_PIDS)
+    try:
+        join = group.join()
+        try:
+            yield join
+        finally:
+            join.close()
+    finally:
+        group.remove()
 
 
 @functools.cache
