@@ -148,16 +148,14 @@ def session_key() -> Iterator[tuple[int, bytes]]:
     libc = ctypes.CDLL(None, use_errno=True)
     add_key = seccomp.KEYRING_SYSCALLS[platform.machine()][0][1][0]
     secret = f"dps-secret-{os.getpid()}".encode()
-    serial = int(
-        libc.syscall(
-            add_key,
-            b"user",
-            f"dps-test-{os.getpid()}".encode(),
-            secret,
-            len(secret),
-            KEY_SPEC_SESSION_KEYRING,
-        )
-    )
+    description = f"dps-test-{os.getpid()}".encode()
+    arguments = (add_key, b"user", description, secret, len(secret), KEY_SPEC_SESSION_KEYRING)
+    serial = int(libc.syscall(*arguments))
+    if serial < 0 and ctypes.get_errno() == errno.EACCES:
+        # A session keyring inherited from another user (the rerun as an ordinary user under
+        # setpriv): this process starts its own, which the sandbox then inherits.
+        _keyctl(KEYCTL_JOIN_SESSION_KEYRING, None)
+        serial = int(libc.syscall(*arguments))
     if serial < 0:
         pytest.skip(f"this process cannot add keys ({os.strerror(ctypes.get_errno())})")
     yield serial, secret
