@@ -114,6 +114,15 @@ def grading(data: Path, samples: int, workers: int, wrong: bool, unsafe: bool) -
     }
 
 
+def _caps() -> str:
+    """What caps a whole sandbox here: a cgroup, or the per-process limits (issue #18)."""
+    try:
+        from dps_cli.tasks.grading import cgroup
+    except ImportError:  # a checkout from before cgroups (the baseline of issue #18)
+        return "per-process limits"
+    return "cgroup" if cgroup.cgroup_parents() is not None else "per-process limits"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_data = Path(os.environ.get("DPS_DATA_DIR", "../shared/data"), "humaneval.jsonl")
@@ -131,6 +140,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "bwrap": bubblewrap.find_bwrap(),
             "bwrap_unavailable": bubblewrap.unavailable_reason(),
+            "euid": os.geteuid(),
+            "caps": _caps(),
             "load_average_before": [round(x, 2) for x in load_before],
         },
         "startup_ms": startup(args.startup_runs),

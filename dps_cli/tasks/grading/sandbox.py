@@ -1,19 +1,29 @@
 """Run untrusted generated code against its tests, isolated by the operating system (HumanEval).
 
-**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`): a
-read-only view of the system directories and of the Python installation only (the interpreter
-runs with ``-I -S``: standard library, no site-packages on its path), a private 64 MiB tmpfs as
-its only writable directory (cwd, HOME and TMPDIR; in memory, gone with the sandbox), an empty
-environment, its own network namespace (no network; its loopback is its own), its own pid
+**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`), never
+with host privileges: as an unprivileged uid (the grading user's, or `bubblewrap.SANDBOX_UID`
+when grading runs as root) in its own user namespace, with no capabilities and no way to make
+another user namespace. It sees a read-only view of the system directories and of the Python
+installation only (the interpreter runs with ``-I -S``: standard library, no site-packages on
+its path), a read-only /proc of its own (so /proc/sys cannot be written), a private 64 MiB tmpfs
+as its only writable directory (cwd, HOME and TMPDIR; in memory, gone with the sandbox), an
+empty environment, its own network namespace (no network; its loopback is its own), its own pid
 namespace (neither the grader nor any host process is visible, and every process it starts dies
-with the sandbox), no capabilities, ``--die-with-parent``, a new session. Each process inside also
-has resource limits (address space, file size, which caps its output too, CPU time, no core
-dumps; ``RLIMIT_NPROC`` binds non-root users only) and a Python-level guard that makes fork,
-exec, kill, file removal and sockets raise PermissionError, so honest mistakes fail early. On
-timeout the whole sandbox is killed. Where bubblewrap cannot start, grading refuses with a
-`UserError` naming the reason, unless the caller passes ``unsafe=True`` (``dps evaluate
---unsafe-sandbox``): then the same runner runs as a plain subprocess with only the limits and the
-guard, which stop accidents, not a program that means harm.
+with the sandbox), ``--die-with-parent``, a new session, and a seccomp filter that refuses the
+keyring system calls (`seccomp`), so the grader's session keyring is out of reach. Caps: where
+the grading process can make cgroups, each sandbox gets one (`cgroup`) capping the memory
+(`SANDBOX_MEMORY_BYTES`) and the processes (`SANDBOX_PIDS`) of the whole sandbox. In any case
+each process has resource limits (address space, file size, which caps its output too, CPU
+time, no core dumps) and the candidate process may start no process at all (``RLIMIT_NPROC``
+of 1, which binds because its uid is not root and counts the processes of its own user
+namespace), so the memory of a grading is at most the judge's and the candidate's limits
+together. A Python-level guard also makes fork, exec, kill, file removal and sockets raise
+PermissionError, so honest mistakes fail early. On timeout the whole sandbox is killed. Where
+bubblewrap cannot start, or any of this cannot be set up (`bubblewrap.unavailable_reason` checks
+it from inside a sandbox), grading refuses with a `UserError` naming the reason, unless the
+caller passes ``unsafe=True`` (``dps evaluate --unsafe-sandbox``): then the same runner runs as
+a plain subprocess with only the limits and the guard, which stop accidents, not a program that
+means harm. docs/sandbox.md is the user's account of all this.
 
 **The verdict.** The tests and the program run in two processes (`sandbox_runner`). The judge,
 pid 1 of the sandbox, non-dumpable, runs the benchmark's ``check`` and calls the program's
@@ -38,9 +48,9 @@ Not protected against: the program's own versions of helpers the tests call (Hum
 ``poly``, /38's ``encode_cyclic``, /50's ``encode_shift`` come from the prompt and run as the
 program defines them, as in any HumanEval harness); a candidate that mutates its arguments is not
 seen doing so by the tests, and a generator or other non-plain answer is an error even where an
-in-process test would have accepted it; CPU and memory use until the timeout (root is exempt from
-``RLIMIT_NPROC``, so a ctypes fork bomb runs until then); reading what the sandbox shows (system
-directories, the Python installation); kernel exploits (namespaces are not a virtual machine).
+in-process test would have accepted it; CPU use until the timeout; reading what the sandbox
+shows (system directories, the Python installation, the system calls' answers about the kernel);
+kernel exploits (namespaces and seccomp are not a virtual machine).
 With ``unsafe=True`` the program runs as the grading user: it can read and write that user's
 files, reach the network, leave processes behind, and read the grader's memory (the nonce) and
 open its marker pipe, so a determined program can forge a pass there.
