@@ -1,6 +1,6 @@
 """The sandbox tests again as an ordinary user, when the suite runs as root (issue #18).
 
-As root the sandbox takes its root-only path (an outer bwrap, setpriv to uid 65534); an ordinary
+As root the sandbox takes its root-only path (the view namespace, entered as uid 65534); an ordinary
 user's grading runs bwrap as itself. This reruns the attack tests as uid 65534 in a separate
 pytest, so that CI, which runs as root, covers both. The rerun sees the host through a bwrap that
 only makes the directories on the way to the Python installation, this checkout and the data
