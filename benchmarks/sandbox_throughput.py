@@ -63,8 +63,18 @@ def startup(runs: int) -> dict[str, dict[str, float] | None]:
     }
     bwrap = bubblewrap.find_bwrap()
     if bubblewrap.unavailable_reason() is None and bwrap is not None:
-        boxed = bubblewrap.bwrap_command(bwrap, interpreter) + bare
-        figures["python_in_bwrap"] = measure(lambda: subprocess.run(boxed, check=True), runs)
+        boxed = bubblewrap.bwrap_command(bwrap, interpreter)
+
+        def run_boxed() -> None:
+            fd = bubblewrap.filter_fd()  # each sandbox reads its own copy of the filter
+            try:
+                command = boxed + ["--seccomp", str(fd)] + bare
+                start = bubblewrap.launcher()
+                subprocess.run(command, check=True, pass_fds=(fd,), preexec_fn=start)
+            finally:
+                os.close(fd)
+
+        figures["python_in_bwrap"] = measure(run_boxed, runs)
         figures["run_tests_bwrap"] = measure(lambda: run_tests(PROGRAM, TEST, "double"), runs)
     return figures
 
@@ -106,6 +116,15 @@ def grading(data: Path, samples: int, workers: int, wrong: bool, unsafe: bool) -
     }
 
 
+def _caps() -> str:
+    """What caps a whole sandbox here: a cgroup, or the per-process limits (issue #18)."""
+    try:
+        from dps_cli.tasks.grading import cgroup
+    except ImportError:  # a checkout from before cgroups (the baseline of issue #18)
+        return "per-process limits"
+    return "cgroup" if cgroup.cgroup_parents() is not None else "per-process limits"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_data = Path(os.environ.get("DPS_DATA_DIR", "../shared/data"), "humaneval.jsonl")
@@ -123,6 +142,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "bwrap": bubblewrap.find_bwrap(),
             "bwrap_unavailable": bubblewrap.unavailable_reason(),
+            "euid": os.geteuid(),
+            "caps": _caps(),
             "load_average_before": [round(x, 2) for x in load_before],
         },
         "startup_ms": startup(args.startup_runs),

@@ -1,19 +1,29 @@
 """Run untrusted generated code against its tests, isolated by the operating system (HumanEval).
 
-**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`): a
-read-only view of the system directories and of the Python installation only (the interpreter
-runs with ``-I -S``: standard library, no site-packages on its path), a private 64 MiB tmpfs as
-its only writable directory (cwd, HOME and TMPDIR; in memory, gone with the sandbox), an empty
-environment, its own network namespace (no network; its loopback is its own), its own pid
+**Isolation.** Each program runs under bubblewrap (`dps_cli.tasks.grading.bubblewrap`), never
+with host privileges: as an unprivileged uid (the grading user's, or `bubblewrap.SANDBOX_UID`
+when grading runs as root) in its own user namespace, with no capabilities and no way to make
+another user namespace. It sees a read-only view of the system directories and of the Python
+installation only (the interpreter runs with ``-I -S``: standard library, no site-packages on
+its path), a read-only /proc of its own (so /proc/sys cannot be written), a private 64 MiB tmpfs
+as its only writable directory (cwd, HOME and TMPDIR; in memory, gone with the sandbox), an
+empty environment, its own network namespace (no network; its loopback is its own), its own pid
 namespace (neither the grader nor any host process is visible, and every process it starts dies
-with the sandbox), no capabilities, ``--die-with-parent``, a new session. Each process inside also
-has resource limits (address space, file size, which caps its output too, CPU time, no core
-dumps; ``RLIMIT_NPROC`` binds non-root users only) and a Python-level guard that makes fork,
-exec, kill, file removal and sockets raise PermissionError, so honest mistakes fail early. On
-timeout the whole sandbox is killed. Where bubblewrap cannot start, grading refuses with a
-`UserError` naming the reason, unless the caller passes ``unsafe=True`` (``dps evaluate
---unsafe-sandbox``): then the same runner runs as a plain subprocess with only the limits and the
-guard, which stop accidents, not a program that means harm.
+with the sandbox), ``--die-with-parent``, a new session, and a seccomp filter that refuses the
+keyring system calls (`seccomp`), so the grader's session keyring is out of reach. Caps: where
+the grading process can make cgroups, each sandbox gets one (`cgroup`) capping the memory
+(`SANDBOX_MEMORY_BYTES`) and the processes (`SANDBOX_PIDS`) of the whole sandbox. In any case
+each process has resource limits (address space, file size, which caps its output too, CPU
+time, no core dumps) and the candidate process may start no process at all (``RLIMIT_NPROC``
+of 1, which binds because its uid is not root and counts the processes of its own user
+namespace), so the memory of a grading is at most the judge's and the candidate's limits
+together. A Python-level guard also makes fork, exec, kill, file removal and sockets raise
+PermissionError, so honest mistakes fail early. On timeout the whole sandbox is killed. Where
+bubblewrap cannot start, or any of this cannot be set up (`bubblewrap.unavailable_reason` checks
+it from inside a sandbox), grading refuses with a `UserError` naming the reason, unless the
+caller passes ``unsafe=True`` (``dps evaluate --unsafe-sandbox``): then the same runner runs as
+a plain subprocess with only the limits and the guard, which stop accidents, not a program that
+means harm. docs/sandbox.md is the user's account of all this.
 
 **The verdict.** The tests and the program run in two processes (`sandbox_runner`). The judge,
 pid 1 of the sandbox, non-dumpable, runs the benchmark's ``check`` and calls the program's
@@ -38,9 +48,9 @@ Not protected against: the program's own versions of helpers the tests call (Hum
 ``poly``, /38's ``encode_cyclic``, /50's ``encode_shift`` come from the prompt and run as the
 program defines them, as in any HumanEval harness); a candidate that mutates its arguments is not
 seen doing so by the tests, and a generator or other non-plain answer is an error even where an
-in-process test would have accepted it; CPU and memory use until the timeout (root is exempt from
-``RLIMIT_NPROC``, so a ctypes fork bomb runs until then); reading what the sandbox shows (system
-directories, the Python installation); kernel exploits (namespaces are not a virtual machine).
+in-process test would have accepted it; CPU use until the timeout; reading what the sandbox
+shows (system directories, the Python installation, the system calls' answers about the kernel);
+kernel exploits (namespaces and seccomp are not a virtual machine).
 With ``unsafe=True`` the program runs as the grading user: it can read and write that user's
 files, reach the network, leave processes behind, and read the grader's memory (the nonce) and
 open its marker pipe, so a determined program can forge a pass there.
@@ -48,6 +58,7 @@ open its marker pipe, so a determined program can forge a pass there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -56,20 +67,24 @@ import secrets
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from dps_cli.errors import UserError
-from dps_cli.tasks.grading import bubblewrap
+from dps_cli.tasks.grading import bubblewrap, cgroup
 from dps_cli.tasks.grading.sandbox_runner import encode
 
 ExecStatus = Literal["passed", "failed", "timeout", "error"]
 
 #: Address-space limit of each process (bytes); far above what HumanEval needs, low enough to bound it.
 MEMORY_LIMIT_BYTES = 2 * 1024**3
+#: Memory of a whole sandbox (bwrap, the judge, the candidate, its files) where a cgroup caps it.
+SANDBOX_MEMORY_BYTES = MEMORY_LIMIT_BYTES
+#: Processes and threads of a whole sandbox where a cgroup caps them (it needs about four).
+SANDBOX_PIDS = 16
 #: Largest file a process may write, its stdout and stderr included (bytes).
 FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
 #: How much of the end of the child's stderr is kept as the result's detail (characters).
@@ -100,16 +115,15 @@ class ExecResult:
 
 
 def sandbox_prefix(unsafe: bool = False) -> list[str]:
-    """The command that starts the runner's interpreter: ``bwrap ... python`` or, with
-    ``unsafe``, the bare interpreter.
+    """The ``bwrap`` options that start the runner's interpreter, without the per-run
+    ``--seccomp FD`` and the interpreter itself; empty with ``unsafe`` (the bare interpreter).
 
     Raises:
         UserError: bubblewrap cannot start here and ``unsafe`` is False.
 
     """
-    interpreter = bubblewrap.sandbox_interpreter()
     if unsafe:
-        return [interpreter]
+        return []
     reason = bubblewrap.unavailable_reason()
     bwrap = bubblewrap.find_bwrap()
     if reason is not None or bwrap is None:
@@ -117,7 +131,7 @@ def sandbox_prefix(unsafe: bool = False) -> list[str]:
             f"HumanEval programs cannot be isolated because {reason}; pass --unsafe-sandbox to "
             "`dps evaluate` to grade them with the weaker in-process guard instead."
         )
-    return bubblewrap.bwrap_command(bwrap, interpreter) + [interpreter]
+    return bubblewrap.bwrap_command(bwrap, bubblewrap.sandbox_interpreter())
 
 
 def run_tests(
@@ -199,9 +213,16 @@ def _run_once(
         work.mkdir()
         err_path = Path(tmp, "stderr")
         read_fd, write_fd = os.pipe()
+        filter_fd = -1 if unsafe else bubblewrap.filter_fd()
         try:
-            with open(Path(tmp, "stdout"), "wb") as out, open(err_path, "wb") as err:
-                command = prefix + ["-I", "-S", "-c", _runner_source(), str(write_fd)]
+            with (
+                open(Path(tmp, "stdout"), "wb") as out,
+                open(err_path, "wb") as err,
+                _sandbox_cgroup(unsafe) as join,
+            ):
+                command = prefix + ([] if unsafe else ["--seccomp", str(filter_fd)])
+                command += [bubblewrap.sandbox_interpreter(), "-I", "-S", "-c", _runner_source()]
+                command += [str(write_fd)]
                 command += [str(MEMORY_LIMIT_BYTES), str(FILE_SIZE_LIMIT_BYTES), str(cpu_s)]
                 process = subprocess.Popen(
                     command,
@@ -211,17 +232,38 @@ def _run_once(
                     cwd=work,
                     env=bubblewrap.environment(str(work)) if unsafe else {},
                     start_new_session=True,
-                    pass_fds=(write_fd,),
+                    pass_fds=(write_fd,) if unsafe else (write_fd, filter_fd),
+                    preexec_fn=None if unsafe else bubblewrap.launcher(join),
                 )
-            os.close(write_fd)
-            write_fd = -1
-            timed_out = _wait(process, job, timeout_s)
-            marker = _read_available(read_fd)
-        finally:
-            os.close(read_fd)
-            if write_fd >= 0:
                 os.close(write_fd)
+                write_fd = -1
+                timed_out = _wait(process, job, timeout_s)
+                marker = _read_available(read_fd)
+        finally:
+            for fd in (read_fd, write_fd, filter_fd):
+                if fd >= 0:
+                    os.close(fd)
         return process.returncode, timed_out, marker, _read_tail(err_path)
+
+
+@contextlib.contextmanager
+def _sandbox_cgroup(unsafe: bool) -> Iterator[Callable[[], None] | None]:
+    """A new cgroup capping the whole sandbox (`SANDBOX_MEMORY_BYTES`, `SANDBOX_PIDS`), as the
+    ``preexec_fn`` that joins it; None where no cgroup can be made (the per-process limits of
+    the runner are then the caps) or with ``unsafe``. Emptied and removed on exit."""
+    parents = None if unsafe else cgroup.cgroup_parents()
+    if parents is None:
+        yield None
+        return
+    group = cgroup.SandboxCgroup.create(parents, SANDBOX_MEMORY_BYTES, SANDBOX_PIDS)
+    try:
+        join = group.join()
+        try:
+            yield join
+        finally:
+            join.close()
+    finally:
+        group.remove()
 
 
 @functools.cache

@@ -430,7 +430,9 @@ def _describe(namespace: dict[str, Any]) -> dict[str, Any]:
 
 def _limit(limits: list[int], nproc: bool) -> None:
     """Set this process's limits: address space, file size, CPU seconds (in that order in
-    ``limits``), no core dumps and, with ``nproc``, no new processes (root is exempt)."""
+    ``limits``), no core dumps and, with ``nproc``, no new processes. The sandbox's uid is never
+    root, which is exempt from ``RLIMIT_NPROC``; in the sandbox's own user namespace the count is
+    of that namespace's processes (the judge is one, so none can start)."""
     import resource
 
     memory, fsize, cpu = limits

@@ -72,7 +72,10 @@ def test_writes_outside_the_private_directory_do_not_reach_the_host(tmp_path: Pa
         assert status == "failed"
         # Only paths inside the sandbox's own tmpfs (WORK_DIR, /tmp) were writable; a checkout
         # that itself lies under /tmp puts beside_tests there too, as a private copy.
-        assert all(path.startswith(bubblewrap.WORK_DIR + "/") for path in ast.literal_eval(reported(detail)))
+        assert all(
+            path.startswith(bubblewrap.WORK_DIR + "/")
+            for path in ast.literal_eval(reported(detail))
+        )
         assert existing.read_text() == "original" and not created.exists()
     finally:  # only a broken sandbox leaves these
         for path in targets[2:]:

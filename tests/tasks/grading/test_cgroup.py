@@ -1,0 +1,75 @@
+"""The cgroup that caps a whole grading sandbox (issue #18), where this machine lets us make one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dps_cli.tasks.grading import bubblewrap, cgroup, sandbox
+
+pytestmark = pytest.mark.skipif(
+    cgroup.cgroup_parents() is None, reason="this process cannot make cgroups here"
+)
+
+TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
+
+
+def leftovers() -> list[Path]:
+    """Sandbox cgroups of this process that still exist."""
+    parents = cgroup.cgroup_parents() or ()
+    return [d for p in parents for d in p.path.glob(f"dps-sandbox-{os.getpid()}-*")]
+
+
+def test_the_processes_of_one_cgroup_are_capped_and_removed_with_it() -> None:
+    parents = cgroup.cgroup_parents()
+    assert parents is not None
+    group = cgroup.SandboxCgroup.create(parents, memory_bytes=256 * 1024**2, pids=4)
+    join = group.join()
+    forks = (
+        "import os, time\nstarted = 0\n"
+        "for _ in range(10):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        started += 1\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(started, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", forks], stdout=subprocess.PIPE, text=True, preexec_fn=join
+        )
+        join.close()
+        assert process.stdout is not None
+        started = int(process.stdout.readline())
+        members = [int(pid) for pid in (group.directories[0] / "cgroup.procs").read_text().split()]
+    finally:
+        group.remove()
+    # Four processes in all: the parent and three children; removing the cgroup killed them.
+    assert started == 3 and process.pid in members and len(members) == 4
+    assert process.wait(timeout=5) < 0
+    assert leftovers() == []
+
+
+@pytest.mark.skipif(
+    bubblewrap.unavailable_reason() is not None, reason="bubblewrap cannot start here"
+)
+def test_a_sandbox_over_its_memory_cap_is_killed_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sandbox, "SANDBOX_MEMORY_BYTES", 192 * 1024**2)
+    # 400 MiB is under the candidate's own address-space limit but over the sandbox's cap.
+    program = "def double(x):\n    hog = bytearray(400 * 1024 * 1024)\n    return 2 * x\n"
+    result = sandbox.run_tests(program, TEST, "double")
+    assert (result.passed, result.status) == (False, "error")
+    assert "killed by SIGKILL" in result.detail
+    fits = "def double(x):\n    hog = bytearray(64 * 1024 * 1024)\n    return 2 * x\n"
+    assert sandbox.run_tests(fits, TEST, "double").passed
+    assert leftovers() == []
