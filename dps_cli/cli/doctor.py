@@ -36,14 +36,13 @@ def doctor(as_json: JsonOption = False) -> None:
 
 
 def checks_table(checks: list[Check]) -> Table:
-    """The checks as a rich table; every cell is plain text, so paths print literally."""
-    table = Table(title="dps doctor", title_justify="left")
-    for column in ("group", "check", "status", "detail"):
+    """The checks as a rich table, a rule between groups; every cell is plain text, so paths
+    print literally (a directory named ``[red]`` stays ``[red]``)."""
+    table = Table(show_edge=False)
+    for column in ("check", "status", "detail"):
         table.add_column(column, overflow="fold")
-    previous = None
-    for check in checks:
-        group = check.group if check.group != previous else ""
-        previous = check.group
-        table.add_row(Text(group), Text(check.name), Text(check.status, style=STYLES[check.status]),
-                      Text(check.detail))  # fmt: skip
+    for index, check in enumerate(checks):
+        last_of_group = index + 1 == len(checks) or checks[index + 1].group != check.group
+        table.add_row(Text(check.name), Text(check.status, style=STYLES[check.status]),
+                      Text(check.detail), end_section=last_of_group)  # fmt: skip
     return table

@@ -108,10 +108,9 @@ def hub_cache_dir() -> Path:
 
 
 def listing(names: Sequence[str]) -> str:
-    """"3: a, b, c" or "9: a, b, c, d and 5 more"."""
-    shown = ", ".join(names[:SHOWN])
+    """"a, b, c" or "a, b, c, d and 5 more"."""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return f"{len(names)}: {shown}{more}"
+    return ", ".join(names[:SHOWN]) + more
 
 
 def _subdirs(root: Path) -> list[Path]:

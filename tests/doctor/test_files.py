@@ -31,7 +31,7 @@ def test_hub_models_no_then_yes(home: Path, tmp_path: Path) -> None:
     (tmp_path / "hub" / "models--Qwen--Qwen2.5-Math-7B").mkdir(parents=True)
     (tmp_path / "hub" / "datasets--HuggingFaceH4--MATH-500").mkdir()
     check = files.hub_models_check()
-    assert (check.status, check.detail) == ("yes", f"{tmp_path / 'hub'}: 1: Qwen/Qwen2.5-Math-7B")
+    assert (check.status, check.detail) == ("yes", f"{tmp_path / 'hub'}: Qwen/Qwen2.5-Math-7B")
 
 
 def test_converted_models_count_only_finished_conversions(home: Path) -> None:
@@ -42,7 +42,7 @@ def test_converted_models_count_only_finished_conversions(home: Path) -> None:
     done.mkdir()
     (done / CONVERTED_MARKER).write_text("{}")
     check = files.converted_models_check()
-    assert (check.status, check.detail) == ("yes", f"{home / 'cache' / 'models'}: 1: tiny-0123")
+    assert (check.status, check.detail) == ("yes", f"{home / 'cache' / 'models'}: tiny-0123")
 
 
 def test_embedded_model_no_warn_yes(home: Path) -> None:
@@ -68,7 +68,7 @@ def test_controllers_no_then_yes(home: Path, monkeypatch: pytest.MonkeyPatch) ->
     cards = [SimpleNamespace(name=f"c{i}") for i in range(6)]
     monkeypatch.setattr(files, "list_controllers", lambda: cards)
     check = files.controllers_check()
-    assert (check.status, check.detail) == ("yes", f"{home / 'controllers'}: 6: c0, c1, c2, c3 and 2 more")
+    assert (check.status, check.detail) == ("yes", f"{home / 'controllers'}: c0, c1, c2, c3 and 2 more")
 
 
 def test_data_unset_missing_none_some_all(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
