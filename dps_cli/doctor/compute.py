@@ -43,9 +43,12 @@ def cuda_check(torch: ModuleType) -> Check:
         hint = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "no driver or no GPU"
         return Check(GROUP, "cuda", NO, f"torch has CUDA {torch.version.cuda} but sees no device ({hint})")
     devices = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        devices.append(f"cuda:{index} {props.name}, {props.total_memory / GIB:.1f} GiB")
+    try:
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append(f"cuda:{index} {props.name}, {props.total_memory / GIB:.1f} GiB")
+    except RuntimeError as exc:  # a driver that lists a device but cannot open it
+        return Check(GROUP, "cuda", NO, f"CUDA sees a device but cannot open it ({_first_line(exc)})")
     return Check(GROUP, "cuda", YES, "; ".join(devices))
 
 

@@ -50,6 +50,17 @@ def test_cuda_yes_lists_every_gpu_with_its_memory() -> None:
     assert check.detail == "cuda:0 NVIDIA H100 80GB HBM3, 79.2 GiB; cuda:1 NVIDIA A10, 24.0 GiB"
 
 
+def test_cuda_no_when_the_driver_cannot_open_the_device() -> None:
+    torch_module = fake_torch(devices=(("GPU", GIB),))
+
+    def broken(index: int) -> Any:
+        raise RuntimeError("CUDA error: unknown error\nCompile with TORCH_USE_CUDA_DSA")
+
+    torch_module.cuda.get_device_properties = broken
+    check = compute.cuda_check(torch_module)
+    assert (check.status, check.detail) == ("no", "CUDA sees a device but cannot open it (CUDA error: unknown error)")
+
+
 def test_cuda_no_on_a_cpu_only_build() -> None:
     check = compute.cuda_check(fake_torch(cuda=None))
     assert check.status == "no" and check.detail.startswith("this torch is a CPU-only build")
