@@ -32,7 +32,7 @@ StageChoice = Enum("StageChoice", {name: name for name in (ALL_STAGES, *STAGES)}
 
 def reproduce(
     task: Annotated[str, typer.Option(help="Task of the reproduction: arith or math500.")] = DEFAULT_TASK,
-    profile: Annotated[ProfileChoice, typer.Option(help="Scale (see README).")] = ProfileChoice[DEFAULT_PROFILE],
+    profile: Annotated[ProfileChoice, typer.Option(help="Scale: cpu, cpu-large, paper or smoke (docs/results.md gives their cost).")] = ProfileChoice[DEFAULT_PROFILE],
     model: Annotated[str | None, typer.Option(help="Model id, directory or alias (default: the profile's).", show_default=False)] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Run directory; an earlier one is resumed (default: runs/reproduce-<task>-<profile>).", show_default=False)] = None,
     reports_dir: Annotated[Path, typer.Option(help="Where reproduce.md and the figures go.")] = DEFAULT_REPORTS,

@@ -131,7 +131,7 @@ CPU = Profile(
 # controllers, of which each holds out half (80 questions, ~30 with "not enough"), and 40 give
 # the table; 4 seeds. Cost: ~12x the tokens of `cpu` (160 x 4 chains per k instead of 16 x 2,
 # plus 40 x 4 held-out), i.e. about 1.5-2.5 hours on 2 idle cores.
-# Measured (2026-11-27, README "Measured figures"): ~1 h 40 min idle, but only 6.4% of pairs and
+# Measured (2026-11-27, docs/results.md): ~1 h 40 min idle, but only 6.4% of pairs and
 # 17% of questions carried "not enough" (13 held-out), so the intervals came out 0.22-0.36 wide:
 # SmolLM2 gets k=8 right on too few arith questions for this profile to decide. Kept as run.
 CPU_LARGE = Profile(
