@@ -126,10 +126,10 @@ class SampleConfig:
             raise UserError(f"--temperature {self.temperature} must be positive; use --method greedy for 0.")
         low, high = TEMPERATURE_RANGE
         if not low <= self.alpha <= high:
-            raise UserError(f"--alpha {self.alpha:g} must lie between {low:g} and {high:g} (the proposal temperature "
+            raise UserError(f"--alpha {self.alpha} must lie between {low:g} and {high:g} (the proposal temperature "
                             "is 1/alpha).", "Use --method greedy for the limit of a large alpha." if self.alpha > high else None)
         if self.temperature is not None and not low <= self.temperature <= high:
-            raise UserError(f"--temperature {self.temperature:g} must lie between {low:g} and {high:g}.",
+            raise UserError(f"--temperature {self.temperature} must lie between {low:g} and {high:g}.",
                             "Use --method greedy for temperature 0." if self.temperature < low else None)
         if self.method == "dps" and not self.controller:
             raise UserError("--method dps needs --controller NAME.", "List trained controllers with 'dps controllers list'.")
