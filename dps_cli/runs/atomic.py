@@ -42,11 +42,12 @@ def check_output_file(path: Path, flag: str) -> None:
     _check_writable(path, flag)
 
 
-def check_output_dir(path: Path, flag: str, hint: str | None = None) -> None:
+def check_output_dir(path: Path, flag: str, hint: str | None = None, what: str = "directory") -> None:
     """Refuse an output directory (existing or to be made) that is a file, lies under a file or
-    cannot be written, naming ``flag``; called before any work, so none is lost to it."""
+    cannot be written, naming ``flag`` (and ``what`` the directory is); called before any work,
+    so none is lost to it. ``hint`` replaces the advice for an unwritable one."""
     if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {path} is a file, not a directory.", f"Pass a directory to {flag}.")
+        raise UserError(f"{flag} {path} is a file, not a {what}.", f"Pass a {what} to {flag}.")
     _check_parents(path, flag)
     _check_writable(path, flag, hint)
 
