@@ -264,7 +264,8 @@ app(sys.argv[1:], prog_name="dps")
 def test_a_stop_before_torch_is_imported_says_so(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", STOP_AT_TORCH, "sample", "--bench", "arith", "--out", str(tmp_path / "out"),
             "--limit", "1", "--max-new-tokens", "8", "--blocks", "2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path]), "COLUMNS": "400"}
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path]), "COLUMNS": "400"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert done.stderr.strip() == ("Stopped by SIGTERM before any sample was drawn; nothing was lost. "
