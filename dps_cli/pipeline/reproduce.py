@@ -48,7 +48,7 @@ from dps_cli.pipeline.reproduce_runs import (
 from dps_cli.pipeline.sample import ProgressCallback, sample
 from dps_cli.pipeline.train import file_sha256, train_controller
 from dps_cli.report.reproduce import ReproduceReport
-from dps_cli.runs.atomic import atomic_write_json, check_output_dir
+from dps_cli.runs.atomic import atomic_write_json
 from dps_cli.runs.parts import list_parts
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,8 @@ def reproduce(
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise UserError(f"Unknown stage {unknown[0]!r}.", f"Use one of: {', '.join(STAGES)}.")
+    from dps_cli.runs.atomic import check_output_dir
+
     check_output_dir(options.out, "--out-dir")  # before any stage, so no work is lost to it
     check_output_dir(options.reports_dir, "--reports-dir")
     if options.registry is not None:
