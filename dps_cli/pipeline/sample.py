@@ -91,9 +91,9 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
     task = get_task(config.bench)
     questions = select_questions(task.load(config.data), config)
     resolve_model(config.model)  # a bad --model fails before the run directory is made
+    store = RunStore(config.out)
     check_output_dir(config.out, "--out", "Resuming a run writes to it too (locks, parts): copy the run to a "
                      "writable place and pass that as --out.", what="run directory")  # fmt: skip
-    store = RunStore(config.out)
     store.ensure_manifest(_manifest(config))
     with stop_signals() as stops, store.writing(config.shard, config.command) as lock:
         return _sample_locked(config, task, questions, store, stops, lock.tag, progress, started)
