@@ -28,6 +28,12 @@ DEFAULT_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}  # chains per batch by device
 DEFAULT_FLUSH_EVERY = 16
 MAX_SEEDS = 100_000  # sample seeds per question; a typo such as 0-99999999999 must not exhaust memory
 MAX_SEED = 2**31 - 1  # seeds are stored as int32
+# Bounds on values that reach numpy, torch and the int32/float32 Parquet columns. Beyond them a run
+# would overflow a column at its first write or never end; each is stated in `dps sample --help`.
+MAX_K = 1024  # MH proposals per block
+MAX_NEW_TOKENS = 2**17  # tokens per completion (131072, above any released model's context)
+MAX_BATCH_SIZE = 65_536  # chains decoded together
+TEMPERATURE_RANGE = (1e-3, 1e3)  # proposal temperature (1/alpha); float32 keeps its value exactly
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ class SampleConfig:
             raise UserError(f"Unknown method {self.method!r}.", f"Use one of: {', '.join(METHODS)}.")
         if self.max_new_tokens < 1 or self.blocks < 1:
             raise UserError("--max-new-tokens and --blocks must be positive.")
+        _check_at_most("--max-new-tokens", self.max_new_tokens, MAX_NEW_TOKENS)
+        _check_at_most("--blocks", self.blocks, MAX_NEW_TOKENS)
         if self.method in ("power", "dps") and self.max_new_tokens % self.blocks:
             raise UserError(
                 f"--max-new-tokens {self.max_new_tokens} must be divisible by --blocks {self.blocks}.",
@@ -104,6 +112,9 @@ class SampleConfig:
             )
         if self.k < 1:
             raise UserError(f"--k {self.k} must be at least 1.")
+        _check_at_most("--k", self.k, MAX_K)
+        if not 0 <= self.run_seed <= MAX_SEED:
+            raise UserError(f"--run-seed {self.run_seed} must lie between 0 and {MAX_SEED}.")
         if self.after_eos not in AFTER_EOS_MODES:
             raise UserError(f"Unknown --after-eos {self.after_eos!r}.", f"Use one of: {', '.join(AFTER_EOS_MODES)}.")
         for flag, value in (("--alpha", self.alpha), ("--temperature", self.temperature), ("--tau", self.tau)):
@@ -113,6 +124,13 @@ class SampleConfig:
             raise UserError(f"--alpha {self.alpha} must be greater than 1 (the power of p^alpha).")
         if self.temperature is not None and self.temperature <= 0:
             raise UserError(f"--temperature {self.temperature} must be positive; use --method greedy for 0.")
+        low, high = TEMPERATURE_RANGE
+        if not low <= self.alpha <= high:
+            raise UserError(f"--alpha {self.alpha} must lie between {low:g} and {high:g} (the proposal temperature "
+                            "is 1/alpha).", "Use --method greedy for the limit of a large alpha." if self.alpha > high else None)
+        if self.temperature is not None and not low <= self.temperature <= high:
+            raise UserError(f"--temperature {self.temperature} must lie between {low:g} and {high:g}.",
+                            "Use --method greedy for temperature 0." if self.temperature < low else None)
         if self.method == "dps" and not self.controller:
             raise UserError("--method dps needs --controller NAME.", "List trained controllers with 'dps controllers list'.")
         if self.tau is not None and not 0 < self.tau < 1:
@@ -128,6 +146,13 @@ class SampleConfig:
             raise UserError(f"--shard {index}/{count} is invalid.", "Use i/n with 0 <= i < n.")
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError(f"--batch-size {self.batch_size} must be at least 1.")
+        if self.batch_size is not None:
+            _check_at_most("--batch-size", self.batch_size, MAX_BATCH_SIZE)
+        beyond = [block for block in self.checkpoints if block > self.blocks]
+        if self.method == "dps" and beyond:
+            raise UserError(f"--checkpoints {format_blocks(self.checkpoints)}: block {beyond[0]} lies beyond --blocks "
+                            f"{self.blocks}, so the controller would never be asked there.",
+                            f"Pick checkpoints between 1 and {self.blocks}.")
         if self.backend not in BACKENDS:
             raise UserError(f"Unknown backend {self.backend!r}.", f"Use one of: {', '.join(BACKENDS)}.")
         if self.flush_every < 1:
@@ -210,6 +235,17 @@ def sample_argv(config: SampleConfig, omit: tuple[str, ...] = ()) -> list[str]:
         raise ValueError(f"not options of dps sample: {sorted(unknown)}")
     return [part for name, value in values.items() if value is not None and name not in omit
             for part in (name, value)]  # fmt: skip
+
+
+def _check_at_most(flag: str, value: int, bound: int) -> None:
+    """Refuse an integer option above ``bound`` (a column, a tensor or the run's length limits it)."""
+    if value > bound:
+        raise UserError(f"{flag} {value} is too large: the limit is {bound}.")
+
+
+def format_blocks(blocks: tuple[int, ...]) -> str:
+    """``(2, 4, 8)`` -> ``"2,4,8"``, as --checkpoints is written."""
+    return ",".join(str(block) for block in blocks)
 
 
 def format_seeds(seeds: tuple[int, ...]) -> str:

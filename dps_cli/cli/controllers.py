@@ -83,12 +83,12 @@ def remove(name: NameArgument, registry: RegistryOption = None) -> None:
 
 def render_card(card: ControllerCard, console: Console, details: bool = False) -> None:
     """Print a card: a few facts, the held-out metrics, whether it beats chance, the tau sweep."""
+    from rich.text import Text
+
     from dps_cli.controllers.card import chance_sentence
 
-    console.print(
-        f"[bold]{card.name}[/] ({card.kind}) trained on {card.model_id}, task {card.task}",
-        highlight=False,
-    )
+    facts = f" ({card.kind}) trained on {card.model_id}, task {card.task}"
+    console.print(Text.assemble((card.name, "bold"), facts), highlight=False)
     if details:
         layer = (
             "-"
@@ -102,14 +102,14 @@ def render_card(card: ControllerCard, console: Console, details: bool = False) -
             f"training runs: {', '.join(card.training_runs)}",
             f"created {card.created_at} with dps {card.package_version}",
         ):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     console.print(metrics_table(card))
-    console.print(chance_sentence(card.name, card.metrics), highlight=False, soft_wrap=True)
+    console.print(chance_sentence(card.name, card.metrics), highlight=False, soft_wrap=True, markup=False)
     if card.tau_sweep.points:
         console.print(tau_table(card))
     for note in (card.metrics.note, card.tau_sweep.note, card.time_model if details else ""):
         if note:
-            console.print(note, highlight=False, soft_wrap=True, style="dim")
+            console.print(note, highlight=False, soft_wrap=True, style="dim", markup=False)
 
 
 def metrics_table(card: ControllerCard) -> Table:

@@ -46,4 +46,9 @@ def report_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _print_error(message: str) -> None:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    """``error: <message>`` on stderr; the message is printed literally, never read as rich markup,
+    so paths such as ``runs/[bold]x`` and hints such as ``pip install 'dps-cli[vllm]'`` survive."""
+    from rich.text import Text
+
+    line = Text.assemble(("error:", "bold red"), " ", message)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line)

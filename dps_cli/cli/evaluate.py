@@ -95,6 +95,10 @@ def evaluate(
         voting_table,
     )
 
+    if plot is not None:
+        from dps_cli.runs.atomic import check_output_file
+
+        check_output_file(plot, "--plot")  # before grading, so no work is lost to a bad path
     with Console(stderr=True).status("Grading and summarising runs..."):
         report = evaluate_runs(
             runs, regrade=regrade, workers=workers, judge=judge, judge_device=judge_device,
@@ -117,6 +121,6 @@ def evaluate(
     if votes is not None:
         out.print(votes)
     for note in evaluation_notes(report) + voting_notes(report):
-        out.print(note, highlight=False, soft_wrap=True)
+        out.print(note, highlight=False, soft_wrap=True, markup=False)
     if plot is not None:
-        out.print(f"Plot: {plot}", highlight=False, soft_wrap=True)
+        out.print(f"Plot: {plot}", highlight=False, soft_wrap=True, markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dps_cli.config import BACKENDS, DEFAULT_BATCH, EMBEDDED_MODEL
+from dps_cli.config import BACKENDS, DEFAULT_BATCH, EMBEDDED_MODEL, MAX_BATCH_SIZE
 
 MODEL_PANEL = "Model"
 METHOD_PANEL = "Method"
@@ -31,7 +31,7 @@ BatchSizeOption = Annotated[
         "--batch-size",
         help="Chains decoded together (default: "
         + ", ".join(f"{size} on {device}" for device, size in DEFAULT_BATCH.items())
-        + ").",
+        + f"; at most {MAX_BATCH_SIZE}).",
         rich_help_panel=RUN_PANEL,
         show_default=False,
     ),

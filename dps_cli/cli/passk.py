@@ -46,11 +46,11 @@ def passk(
         from dps_cli.report.plots import plot_passk
 
         plot_passk(report, plot)
-        err.print(f"Wrote {plot}", highlight=False)
+        err.print(f"Wrote {plot}", highlight=False, markup=False)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
     out = stdout_console()
     out.print(passk_rich_table(report))
     for note in passk_notes(report):
-        out.print(note, highlight=False, soft_wrap=True)
+        out.print(note, highlight=False, soft_wrap=True, markup=False)

@@ -96,8 +96,8 @@ def _print_report(report: ReproduceReport, reports_dir: Path) -> None:
 
     out = stdout_console()
     out.print(results_table(report.rows, title=f"DPS reproduction: {report.task}, {report.model}"))
-    out.print(report.scale_note, highlight=False, soft_wrap=True)
-    out.print(f"Report: {reports_dir / 'reproduce.md'}", highlight=False, soft_wrap=True)
+    out.print(report.scale_note, highlight=False, soft_wrap=True, markup=False)
+    out.print(f"Report: {reports_dir / 'reproduce.md'}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _progress_bars(_: str) -> AbstractContextManager[ProgressCallback | None]:

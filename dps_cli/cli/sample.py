@@ -19,7 +19,15 @@ from dps_cli.cli.options import (
     SbatchOption,
     config_defaults,
 )
-from dps_cli.config import METHODS, SampleConfig, format_seeds
+from dps_cli.config import (
+    MAX_K,
+    MAX_NEW_TOKENS,
+    MAX_SEED,
+    METHODS,
+    TEMPERATURE_RANGE,
+    SampleConfig,
+    format_seeds,
+)
 
 DEFAULTS = config_defaults(SampleConfig)  # every default below is SampleConfig's
 
@@ -28,13 +36,13 @@ def sample(
     bench: Annotated[str, typer.Option(help="Task: math500, gpqa, humaneval, alpacaeval or arith.")],
     model: ModelOption = DEFAULTS["model"],
     method: Annotated[str, typer.Option(help=f"{' | '.join(METHODS)}.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["method"],
-    k: Annotated[int, typer.Option(help="MH proposals per block (power).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["k"],
-    alpha: Annotated[float, typer.Option(help="Power of the target p^alpha; proposals use temperature 1/alpha.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["alpha"],
-    temperature: Annotated[Optional[float], typer.Option(help="Temperature for --method temperature (default 1/alpha).", rich_help_panel=METHOD_PANEL)] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion (divisible by --blocks).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["max_new_tokens"],
+    k: Annotated[int, typer.Option(help=f"MH proposals per block (power; 1 to {MAX_K}).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["k"],
+    alpha: Annotated[float, typer.Option(help=f"Power of the target p^alpha; proposals use temperature 1/alpha (alpha from {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["alpha"],
+    temperature: Annotated[Optional[float], typer.Option(help=f"Temperature for --method temperature (default 1/alpha; {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}).", rich_help_panel=METHOD_PANEL)] = None,
+    max_new_tokens: Annotated[int, typer.Option(help=f"Tokens per completion (divisible by --blocks; at most {MAX_NEW_TOKENS}).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["max_new_tokens"],
     blocks: Annotated[int, typer.Option(help="Number of MH blocks.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["blocks"],
     after_eos: Annotated[str, typer.Option(help="After the block in which a chain ends at EOS: stop (the published algorithm and its cost; biased, TV 0.04-0.09 on small test models) | continue (MH goes on at the later blocks' lengths; exact, more proposal tokens).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["after_eos"],
-    checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides).", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
+    checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides; with --method dps each must be at most --blocks).", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = str(DEFAULTS["hidden_layer"]),
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,
     tau: Annotated[Optional[float], typer.Option(help="Escalate k when 1 - p_enough > tau (default: the controller's recommended tau, else 0.5).", rich_help_panel=METHOD_PANEL)] = None,
@@ -50,7 +58,7 @@ def sample(
     batch_size: BatchSizeOption = None,
     backend: BackendOption = DEFAULTS["backend"],
     flush_every: Annotated[int, typer.Option(help="Write a Parquet part once N finished samples wait, or 10 s after a sample finishes if sooner. SIGTERM and Ctrl-C write every finished sample; a SIGKILL or crash loses at most the samples in flight and those finished in the last 10 s (at most N).", rich_help_panel=RUN_PANEL)] = DEFAULTS["flush_every"],
-    run_seed: Annotated[int, typer.Option(help="Seed of the run; with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = DEFAULTS["run_seed"],
+    run_seed: Annotated[int, typer.Option(help=f"Seed of the run (0 to {MAX_SEED}); with question id and sample seed it fixes every chain.", rich_help_panel=RUN_PANEL)] = DEFAULTS["run_seed"],
     slurm_array: Annotated[Optional[int], typer.Option(help="Print the sbatch script for an N-task Slurm array running this command, and exit.", rich_help_panel=RUN_PANEL)] = None,
     sbatch: SbatchOption = None,
 ) -> None:
@@ -94,10 +102,13 @@ def sample(
         typer.echo("Submit it with sbatch. If a task fails or is cancelled, submit the same script "
                    "again: stored samples are skipped.", err=True)  # fmt: skip
         return
-    from dps_cli.cli.progress import sample_progress
-    from dps_cli.pipeline.sample import sample as run_sample
+    from dps_cli.pipeline.stopping import stop_before_start
 
-    with sample_progress() as on_progress:
-        summary = run_sample(config, on_progress)
+    with stop_before_start():  # before torch loads: a stop in the first seconds still says so
+        from dps_cli.cli.progress import sample_progress
+        from dps_cli.pipeline.sample import sample as run_sample
+
+        with sample_progress() as on_progress:
+            summary = run_sample(config, on_progress)
     typer.echo(f"{summary.run_dir}: wrote {summary.written} samples, {summary.skipped} already stored "
                f"({summary.total} in this selection) in {summary.wall_time_s:.1f}s")

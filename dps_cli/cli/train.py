@@ -34,7 +34,7 @@ def train_controller(
         str | None, typer.Option("--name", help="Registry name (default: the kind).")
     ] = None,
     registry: RegistryOption = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the split and the training.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the split and the training (0 to 2147483647).")] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a controller of the same name.")
     ] = False,
@@ -53,9 +53,10 @@ def train_controller(
     out = stdout_console()
     render_card(report.card, out)
     tau = report.card.recommended_tau
-    out.print(f"Saved controller {report.card.name!r} to {report.path}.", highlight=False)
+    out.print(f"Saved controller {report.card.name!r} to {report.path}.", highlight=False, markup=False)
     if tau is not None:
         out.print(
             f"Use it with: dps sample --method dps --controller {report.card.name} --tau {tau:.1f}",
             highlight=False,
+            markup=False,
         )

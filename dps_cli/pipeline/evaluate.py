@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dps_cli.errors import UserError
 from dps_cli.pipeline.alpaca import alpaca_verdict
 from dps_cli.pipeline.grading import ensure_grades, grade_run, resolve_task
 from dps_cli.pipeline.vote import voting_section
@@ -78,6 +79,14 @@ def evaluate_runs(
     log p scoring loads the runs' model on ``device``. ``unsafe_sandbox`` grades HumanEval
     without the operating system's sandbox where it cannot start (`dps_cli.tasks.grading.sandbox`).
     """
+    check_distinct_runs(run_dirs)
+    tasks = [str(RunStore.open_existing(run).read_manifest().get("config", {}).get("task", "")) for run in run_dirs]
+    if judge is not None and not any(external_judge(task) for task in tasks):
+        raise UserError(
+            f"--judge {judge} judges AlpacaEval runs, and no run given is one (tasks: "
+            f"{', '.join(sorted(set(tasks)))}).",
+            "Leave out --judge, or add an AlpacaEval run.",
+        )
     labels = run_labels(run_dirs)
     summaries: list[RunSummary] = []
     frames: list[pl.DataFrame] = []
@@ -156,6 +165,17 @@ def method_label(row: dict[str, Any]) -> str:
     if method == "temperature":
         return f"temperature T={_num(row.get('temperature'))}"
     return method
+
+
+def check_distinct_runs(run_dirs: Sequence[Path]) -> None:
+    """Refuse a run given twice (``R R``, ``R ./R``): it would be compared with itself."""
+    seen: dict[Path, Path] = {}
+    for run_dir in run_dirs:
+        key = Path(run_dir).resolve()
+        if key in seen:
+            same = "" if str(seen[key]) == str(run_dir) else f" (as {seen[key]} and {run_dir})"
+            raise UserError(f"Run {run_dir} is given twice{same}.", "Pass each run once.")
+        seen[key] = Path(run_dir)
 
 
 def run_labels(run_dirs: Sequence[Path]) -> list[str]:

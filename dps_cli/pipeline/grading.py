@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dps_cli.errors import UserError
+from dps_cli.runs.atomic import STORAGE_ERRNOS
 from dps_cli.runs.store import RunStore
 from dps_cli.tasks.base import Question, Task
 
@@ -128,7 +129,13 @@ def _grade_store(
             "grade_detail": pl.Series([g.detail for g in grades], dtype=pl.String),
         }
     )
-    store.write_grades(frame, samples_fingerprint(store, samples))
+    try:
+        store.write_grades(frame, samples_fingerprint(store, samples))
+    except OSError as err:  # grades are a cache: a read-only run is still graded and reported
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        logger.warning("Grades of %s are not stored (%s); they are recomputed on every call",
+                       store.root, err.strerror)  # fmt: skip
     return frame
 
 

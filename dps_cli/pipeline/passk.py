@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dps_cli.errors import UserError
-from dps_cli.pipeline.evaluate import method_label, run_labels
+from dps_cli.pipeline.evaluate import check_distinct_runs, method_label, run_labels
 from dps_cli.pipeline.grading import ensure_grades
 from dps_cli.report.metrics import pass_at_k
 from dps_cli.report.results import PasskPoint, PasskReport, RunPassk
@@ -22,6 +22,7 @@ def passk_table(
     run_dirs: Sequence[Path], regrade: bool = False, workers: int | None = None
 ) -> PasskReport:
     """pass@k for k = 1 .. n of every run (n = the most graded samples any question has)."""
+    check_distinct_runs(run_dirs)
     labels = run_labels(run_dirs)
     return PasskReport(
         runs=[

@@ -21,6 +21,7 @@ from dps_cli.pipeline.chains import build_engine, make_driver, with_default_tau
 from dps_cli.pipeline.plan import ChainPlan, plan_chain
 from dps_cli.pipeline.stopping import StopSignals, stop_signals
 from dps_cli.pipeline.writer import PartWriter
+from dps_cli.runs.atomic import check_output_dir
 from dps_cli.runs.schema import SCHEMA_VERSION
 from dps_cli.runs.store import RunStore
 from dps_cli.sampling.results import ChainResult
@@ -69,6 +70,12 @@ def select_questions(questions: list[Question], config: SampleConfig) -> list[Qu
     end = config.offset + config.limit if config.limit else None
     chosen = questions[config.offset:end]
     index, count = config.shard
+    if index >= len(chosen):  # the shard's first question lies past the selection
+        raise UserError(
+            f"--shard {index}/{count} selects no question: the selection holds {len(chosen)} "
+            f"(--offset {config.offset}, --limit {config.limit}).",
+            f"Use --shard i/n with n at most {len(chosen)}, or select more questions.",
+        )
     return chosen[index::count]
 
 
@@ -85,6 +92,8 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
     questions = select_questions(task.load(config.data), config)
     resolve_model(config.model)  # a bad --model fails before the run directory is made
     store = RunStore(config.out)
+    check_output_dir(config.out, "--out", "Resuming a run writes to it too (locks, parts): copy the run to a "
+                     "writable place and pass that as --out.", what="run directory")  # fmt: skip
     store.ensure_manifest(_manifest(config))
     with stop_signals() as stops, store.writing(config.shard, config.command) as lock:
         return _sample_locked(config, task, questions, store, stops, lock.tag, progress, started)
@@ -126,18 +135,26 @@ def _sample_locked(config: SampleConfig, task: Task, questions: list[Question], 
         if progress and stats.steps % 8 == 0:
             progress(state)
 
+    def show_stored() -> None:  # the last frame shows what is stored, not what was in flight
+        state.done = state.skipped + writer.written
+        if progress:
+            progress(state)
+
     try:
         engine.run(drivers(), on_done, on_step)
         writer.flush()
+        show_stored()
     except Interrupted as stop:  # SIGTERM or SIGINT: store every finished chain, then say so
         stops.ignore()
         writer.flush()
+        show_stored()
         raise Interrupted(stop.signum, f"Stopped by {stop.signal_name}: the {writer.written} samples "
                           f"finished in this session are stored in {config.out}; rerun the same command "
                           "to resume.") from None  # fmt: skip
     except BaseException:  # an error (or a plain KeyboardInterrupt): keep finished chains too
         stops.ignore()
         writer.flush_after_error()
+        show_stored()
         raise
     finally:
         engine.close()

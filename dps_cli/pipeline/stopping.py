@@ -70,3 +70,33 @@ def stop_signals() -> Iterator[StopSignals]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+#: What `dps sample` says when stopped before `stop_signals()` took over (imports, data, model).
+EARLY_STOP_MESSAGE = ("Stopped by {signal} before any sample was drawn; nothing was lost. "
+                      "Rerun the same command to start.")
+
+
+@contextmanager
+def stop_before_start() -> Iterator[None]:
+    """SIGTERM and SIGINT raise `Interrupted` with `EARLY_STOP_MESSAGE` while the block runs.
+
+    `dps sample` enters this before its heavy imports (torch, the model): without it a stop in
+    those first seconds ends the process silently (SIGTERM's default action) or with a traceback
+    (SIGINT). `stop_signals()` replaces the handler while chains run and restores it after.
+    Outside the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(signum, EARLY_STOP_MESSAGE.format(signal=name))
+
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

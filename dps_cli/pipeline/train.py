@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dps_cli
-from dps_cli.controllers.artifacts import ensure_name_free, save_controller
+from dps_cli.config import MAX_SEED
+from dps_cli.controllers.artifacts import ensure_name_free, registry_path, save_controller
 from dps_cli.controllers.card import ControllerCard
 from dps_cli.controllers.features import feature_names
 from dps_cli.controllers.fitting import TrainSettings
@@ -22,6 +23,7 @@ from dps_cli.controllers.kinds import CONTROLLER_KINDS
 from dps_cli.controllers.table import read_table
 from dps_cli.controllers.training import fit_and_evaluate
 from dps_cli.errors import UserError
+from dps_cli.runs.atomic import check_output_dir
 
 if TYPE_CHECKING:
     import polars as pl
@@ -68,7 +70,11 @@ def train_controller(
     """
     kind_spec = CONTROLLER_KINDS.get(kind)
     name = name or kind
+    if not 0 <= seed <= MAX_SEED:  # numpy, torch and CatBoost each refuse a different range
+        raise UserError(f"--seed {seed} must lie between 0 and {MAX_SEED}.")
     ensure_name_free(name, registry_dir, force)  # fail before training, not after
+    flag = "The controller registry" if registry_dir is None else "--registry"
+    check_output_dir(registry_path(registry_dir), flag)
     settings = replace(settings or TrainSettings(), seed=seed)
     frame = read_table(data)
     identity = _table_identity(frame, data)

@@ -22,6 +22,8 @@ STAGES = ("sample-train", "collect-train", "sample-test", "report")
 TABLE_NAME = "train-table.parquet"
 TIMINGS_NAME = "timings.json"
 DEFAULT_TASK = "arith"
+#: Tasks the reproduction is defined for: graded locally and with enough questions for its split.
+REPRODUCE_TASKS = ("arith", "math500")
 DEFAULT_PROFILE = "cpu"
 DEFAULT_REPORTS = Path("reports")
 
@@ -44,6 +46,11 @@ class ReproduceOptions:
     device: str = "auto"
     #: Extra ``#SBATCH`` options for every Slurm job (``--sbatch KEY=VALUE``); see pipeline.slurm.
     sbatch: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in REPRODUCE_TASKS:
+            raise UserError(f"--task {self.task} cannot be reproduced: the pipeline is defined for "
+                            f"{' and '.join(REPRODUCE_TASKS)}.", "Use `dps sample` and `dps evaluate` for other tasks.")
 
     @property
     def model_id(self) -> str:

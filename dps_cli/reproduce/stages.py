@@ -165,6 +165,12 @@ def reproduce(
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise UserError(f"Unknown stage {unknown[0]!r}.", f"Use one of: {', '.join(STAGES)}.")
+    from dps_cli.runs.atomic import check_output_dir
+
+    check_output_dir(options.out, "--out-dir")  # before any stage, so no work is lost to it
+    check_output_dir(options.reports_dir, "--reports-dir")
+    if options.registry is not None:
+        check_output_dir(options.registry, "--registry")
     result = ReproduceResult()
     options.out.mkdir(parents=True, exist_ok=True)
     runners: dict[str, Callable[[], None]] = {

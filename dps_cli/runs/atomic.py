@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,45 @@ def temporary_sibling(path: Path, tag: str | None = None) -> Path:
 
 
 def check_output_file(path: Path, flag: str) -> None:
-    """Refuse an output path that is a directory or lies under a file, naming ``flag``."""
+    """Refuse an output path that is a directory, lies under a file or cannot be written, naming
+    ``flag``; called before the work whose result it will hold."""
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory.", f"Pass a file name to {flag}.")
+    _check_parents(path, flag)
+    _check_writable(path, flag)
+
+
+def check_output_dir(path: Path, flag: str, hint: str | None = None, what: str = "directory") -> None:
+    """Refuse an output directory (existing or to be made) that is a file, lies under a file or
+    cannot be written, naming ``flag`` (and ``what`` the directory is); called before any work,
+    so none is lost to it. ``hint`` replaces the advice for an unwritable one."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a {what}.", f"Pass a {what} to {flag}.")
+    _check_parents(path, flag)
+    _check_writable(path, flag, hint)
+
+
+def _check_parents(path: Path, flag: str) -> None:
     blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:
         raise UserError(f"{flag} {path} lies under {blocking}, which is a file.", f"Pass another path to {flag}.")
+
+
+def _check_writable(path: Path, flag: str, hint: str | None = None) -> None:
+    """Create and remove a file in the nearest existing directory of ``path`` (itself included).
+
+    Permission bits do not stop root and say nothing of a read-only mount, so try it.
+    """
+    directory = next((p for p in (path, *path.parents) if p.is_dir()), Path.cwd())
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dps-write-test.", suffix=".tmp", dir=directory)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        raise UserError(f"{flag} {path} cannot be written ({directory}: {err.strerror}).",
+                        hint or f"Pass a writable path to {flag}.") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def fsync_file(path: Path) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from dps_cli.errors import UserError
+from dps_cli.runs.parts import major_version
+from dps_cli.runs.schema import SCHEMA_VERSION
 
 RESTORE_HINT = "Restore it or remove the run directory and sample again."
 
@@ -38,7 +40,30 @@ def read_manifest_file(path: Path, root: Path) -> dict[str, Any]:
     problem = manifest_problem(manifest)
     if problem or not isinstance(manifest, dict):
         raise UserError(f"Manifest {path} is not {problem or 'a JSON object'}.", RESTORE_HINT)
+    check_manifest_version(manifest, path)
     return manifest
+
+
+def check_manifest_version(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse a manifest of a newer major run schema, as `check_part` refuses such a part.
+
+    A manifest without ``schema_version`` predates the key and is read as the current schema.
+    """
+    version = manifest.get("schema_version")
+    if version is None:
+        return
+    try:
+        major = major_version(version) if isinstance(version, str) else None
+    except ValueError:
+        major = None
+    if major is None:
+        raise UserError(f"Manifest {path} has a malformed schema_version {json.dumps(version)}.", RESTORE_HINT)
+    if major > major_version(SCHEMA_VERSION):
+        raise UserError(
+            f"Manifest {path} was written with run schema {version}, newer than the {SCHEMA_VERSION} "
+            "this dps reads.",
+            "Upgrade dps (pip install -U dps-cli) to read this run.",
+        )
 
 
 def manifest_problem(manifest: Any) -> str | None:
