@@ -148,10 +148,11 @@ class SampleConfig:
             raise UserError(f"--batch-size {self.batch_size} must be at least 1.")
         if self.batch_size is not None:
             _check_at_most("--batch-size", self.batch_size, MAX_BATCH_SIZE)
-        beyond = [block for block in self.checkpoints if block > self.blocks]
-        if self.method == "dps" and beyond:
-            raise UserError(f"--checkpoints {format_blocks(self.checkpoints)}: block {beyond[0]} lies beyond --blocks "
-                            f"{self.blocks}, so the controller would never be asked there.",
+        # Checkpoints past the last block are dropped (the default 2,4,8 with fewer blocks); with
+        # none left, a DPS run would never ask its controller, so that is refused.
+        if self.method == "dps" and not any(1 <= block <= self.blocks for block in self.checkpoints):
+            raise UserError(f"--checkpoints {format_blocks(self.checkpoints)}: no block lies within --blocks "
+                            f"{self.blocks}, so the controller would never be asked.",
                             f"Pick checkpoints between 1 and {self.blocks}.")
         if self.backend not in BACKENDS:
             raise UserError(f"Unknown backend {self.backend!r}.", f"Use one of: {', '.join(BACKENDS)}.")

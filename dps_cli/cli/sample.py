@@ -42,7 +42,7 @@ def sample(
     max_new_tokens: Annotated[int, typer.Option(help=f"Tokens per completion (divisible by --blocks; at most {MAX_NEW_TOKENS}).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["max_new_tokens"],
     blocks: Annotated[int, typer.Option(help="Number of MH blocks.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["blocks"],
     after_eos: Annotated[str, typer.Option(help="After the block in which a chain ends at EOS: stop (the published algorithm and its cost; biased, TV 0.04-0.09 on small test models) | continue (MH goes on at the later blocks' lengths; exact, more proposal tokens).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["after_eos"],
-    checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides; with --method dps each must be at most --blocks).", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
+    checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides); those beyond --blocks are dropped, and --method dps needs at least one within.", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = str(DEFAULTS["hidden_layer"]),
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,
     tau: Annotated[Optional[float], typer.Option(help="Escalate k when 1 - p_enough > tau (default: the controller's recommended tau, else 0.5).", rich_help_panel=METHOD_PANEL)] = None,

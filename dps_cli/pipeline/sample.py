@@ -70,12 +70,10 @@ def select_questions(questions: list[Question], config: SampleConfig) -> list[Qu
     end = config.offset + config.limit if config.limit else None
     chosen = questions[config.offset:end]
     index, count = config.shard
-    if index >= len(chosen):  # the shard's first question lies past the selection
-        raise UserError(
-            f"--shard {index}/{count} selects no question: the selection holds {len(chosen)} "
-            f"(--offset {config.offset}, --limit {config.limit}).",
-            f"Use --shard i/n with n at most {len(chosen)}, or select more questions.",
-        )
+    if index >= len(chosen):  # legitimate in a Slurm array with more tasks than questions
+        logger.warning("--shard %d/%d selects no question: the selection holds %d (--offset %d, --limit %s); "
+                       "nothing to sample.", index, count, len(chosen), config.offset, config.limit)  # fmt: skip
+        return []
     return chosen[index::count]
 
 

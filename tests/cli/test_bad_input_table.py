@@ -96,8 +96,6 @@ CASES = [
          "Use --method greedy for the limit of a large alpha."),
     Case("temperature-subnormal", (*SAMPLE, "--method", "temperature", "--temperature", "1e-320"),
          "error: --temperature 1e-320 must lie between 0.001 and 1000. Use --method greedy for temperature 0."),
-    Case("shard-past-the-selection", (*SAMPLE, *TINY, "--limit", "1", "--shard", "1/2"),
-         "error: --shard 1/2 selects no question: the selection holds 1 (--offset 0, --limit 1)."),
     Case("evaluate-newer-manifest", ("evaluate", "{tmp}/new"),
          "error: Manifest {tmp}/new/manifest.json was written with run schema 9.0, newer than the "),
     Case("passk-newer-manifest", ("passk", "{tmp}/new"),
@@ -112,7 +110,7 @@ CASES = [
          "error: --task gpqa cannot be reproduced: the pipeline is defined for arith and math500."),
     Case("dps-checkpoint-beyond-blocks", (*SAMPLE, *TINY, "--method", "dps", "--controller", "c",
                                           "--checkpoints", "99"),
-         "error: --checkpoints 99: block 99 lies beyond --blocks 2, so the controller would never be asked there."),
+         "error: --checkpoints 99: no block lies within --blocks 2, so the controller would never be asked."),
 ]
 
 
@@ -329,3 +327,13 @@ def test_help_states_the_bounds() -> None:
     for text in (f"1 to {MAX_K}", f"at most {MAX_NEW_TOKENS}", f"0 to {MAX_SEED}", "0.001 to 1000"):
         assert text in result.output, text
 
+
+
+def test_an_empty_shard_says_so_and_succeeds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A shard past the selection is legitimate (a Slurm array with more tasks than questions)."""
+    args = [a.format(tmp=tmp_path) for a in (*SAMPLE, *TINY, "--limit", "1", "--shard", "1/2")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "--shard 1/2 selects no question: the selection holds 1 (--offset 0, --limit 1); nothing to sample." \
+        in caplog.text
+    assert "wrote 0 samples, 0 already stored (0 in this selection)" in result.output
