@@ -136,8 +136,8 @@ def log_mean_exp(log_weights: np.ndarray) -> float:
 
 
 def normalized(log_weights: np.ndarray) -> np.ndarray:
-    w = np.exp(log_weights - np.max(log_weights))
-    return w / np.sum(w)
+    w: np.ndarray = np.exp(log_weights - np.max(log_weights))
+    return w / float(np.sum(w))
 
 
 def systematic_resample(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -150,7 +150,7 @@ def systematic_resample(log_weights: np.ndarray, rng: np.random.Generator) -> np
     cdf = np.cumsum(normalized(log_weights))
     points = (rng.random() + np.arange(n)) / n
     ancestors: np.ndarray = np.minimum(np.searchsorted(cdf, points * cdf[-1], side="right"), n - 1)
-    return np.asarray(ancestors, dtype=np.int64)
+    return ancestors.astype(np.int64)
 
 
 @dataclass
