@@ -271,3 +271,18 @@ def test_groups_larger_than_the_batch_or_empty_are_refused() -> None:
 
     with pytest.raises(ValueError, match="at least one request"):
         drive(ToyLoop(iter([(0, empty())]), lambda *_: None, 3, None), BackendStats(), None)
+
+
+class ShrinkingLoop(ToyLoop):
+    """Halves ``max_batch`` after its first step, as the hf engine does when out of memory."""
+
+    def step(self) -> None:
+        super().step()
+        self.max_batch = max(1, self.max_batch // 2)
+
+
+def test_a_group_waiting_when_the_batch_shrinks_below_it_still_runs() -> None:
+    results: dict[int, list[int]] = {}
+    loop = ShrinkingLoop(iter([(i, grouped((i,), 4)) for i in range(3)]), results.__setitem__, 8, None)
+    drive(loop, BackendStats(), None)
+    assert sorted(results) == [0, 1, 2]
