@@ -250,7 +250,8 @@ class _Run(DriverLoop):
         ids = torch.tensor([[row.next_input] for row in rows], device=engine.device)
         positions = torch.tensor([[row.position] for row in rows], device=engine.device)
         logits = engine.forward(self.kv, ids, positions)
-        temperatures = torch.tensor([row.request.temperature for row in rows], device=engine.device)
+        temperatures = torch.tensor([row.request.temperature for row in rows], dtype=torch.float32,
+                                    device=engine.device)
         uniforms = torch.tensor([row.request.rng.random() if row.request.temperature > 0 else 0.0
                                  for row in rows], dtype=torch.float32, device=engine.device)
         out = sample_step(logits, temperatures, uniforms)
