@@ -67,3 +67,22 @@ def test_each_benchmark_stage_fits_its_limit_by_the_estimate() -> None:
         assert seconds + 20 <= 0.8 * limits[name], (name, seconds)
     full = sum(float(r["estimated_s"]) for r in estimates("--methods", "hf,reference"))
     assert full > 8 * 60
+
+
+def test_the_checkout_travels_in_well_under_64_mib() -> None:
+    """What a bare node gets copied: the tracked files (the check needs no wheels)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, timeout=60, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    paths = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    total = sum(path.stat().st_size for path in paths if path.is_file())
+    assert total < 16 * 2**20  # 64 MiB is the limit; a quarter leaves room for wheels
+
+
+def test_every_gpu_test_is_in_the_module_the_check_runs() -> None:
+    """gpu_check.sh runs one module: on a bare node the rest of tests/ does not import (polars)."""
+    runs = re.findall(r"-m pytest -m gpu (\S+)", SCRIPT.read_text())
+    assert runs == ["tests/sampling/test_gpu.py"]
+    marked = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("*.py")
+                    if re.search(r"pytest\.mark\.gpu\b", path.read_text()))
+    assert marked == runs
