@@ -7,7 +7,7 @@ DPS := $(VENV)/bin/dps
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-vllm lint bench bench-gpu reproduce clean
+.PHONY: install test test-vllm lint bench bench-gpu gpu-check reproduce clean
 
 install: $(VENV)/.installed
 
@@ -56,10 +56,18 @@ bench: $(VLLM_VENV)/.installed
 	VLLM_CPU_KVCACHE_SPACE=$(VLLM_CPU_KVCACHE_SPACE) DPS_DATA_DIR=$${DPS_DATA_DIR:-$(DATA_DIR)} \
 		$(VLLM_PY) benchmarks/engine_vs_reference.py --backends hf,vllm $(BENCH_ARGS)
 
-# On a CUDA machine: reference, hf and vllm on a random-weight Qwen2.5-7B-shape model (JSON lines).
-bench-gpu: install
-	$(PY) -m pip install -q -e ".[vllm]"
-	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
+# On a CUDA node as it comes (python3 with torch, transformers, numpy, pytest; no network, nothing
+# installed): the gpu-marked tests and a benchmark sized to end within 8 minutes, logged to
+# $(GPU_CHECK_DIR)/ (benchmarks/gpu_check.sh). Without CUDA it stops at once, saying so.
+GPU_PYTHON ?= python3
+GPU_CHECK_DIR ?= gpu-check
+gpu-check:
+	PYTHON=$(GPU_PYTHON) bash benchmarks/gpu_check.sh $(GPU_CHECK_DIR)
+
+# On a CUDA node, the full benchmark (reference, hf, and vllm where importable; 1024 new tokens,
+# about 20 minutes on one H100): random-weight Qwen2.5-1.5B- and 7B-shape models, JSON lines.
+bench-gpu:
+	PYTHONPATH=. $(GPU_PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
 # `make reproduce` runs the paper's pipeline on the embedded model (see README); variables:
 # TASK=arith|math500, PROFILE=cpu|cpu-large|paper|smoke, SLURM=1 to submit as Slurm array jobs, with

@@ -5,14 +5,21 @@ request; a finished request's row is handed to the next queued request at once (
 batching) and a request starting inside a known sequence reuses that sequence's key/value cache
 instead of re-encoding the prefix. Controller queries from chains that reach a checkpoint in the
 same step are answered in one batched call.
+
+Out of device memory (`torch.cuda.OutOfMemoryError`, which only CUDA raises) while the batch is
+formed or decoded, the run halves its batch and puts every request in flight back at the head of
+the queue, to be decoded again from its start with its chain's generator rewound: no chain is lost
+or duplicated, and a chain's tokens are those it would have had without the failure. A batch of
+one that does not fit stops the run with a `UserError`.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dps_cli.errors import UserError
 from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
 from dps_cli.sampling.driver_loop import Chain, DriverLoop, drive
 from dps_cli.sampling.kvcache import BatchKV
@@ -37,6 +45,7 @@ class _Row:
     request: Request
     next_input: int
     position: int
+    rng_state: Mapping[str, Any]  # the chain's generator when the row was placed: a retry rewinds it
     tokens: list[int] = field(default_factory=list)
     logp: list[float] = field(default_factory=list)
     logq: list[float] = field(default_factory=list)
@@ -69,6 +78,7 @@ class Engine:
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.stats = EngineStats()
 
@@ -123,18 +133,29 @@ class _Run(DriverLoop):
         self.queue.append((chain, request))
 
     def _place_requests(self) -> None:
+        try:
+            self._fill_rows()
+        except torch.cuda.OutOfMemoryError as error:
+            self._retry_smaller(error, min(self.max_batch, self._in_work()))
+
+    def _fill_rows(self) -> None:
+        """Queued requests into free rows, then new rows up to ``max_batch``; idle rows dropped.
+
+        A request leaves the queue only once its row holds its cache, so an out-of-memory error
+        anywhere here leaves every request either queued or in a row.
+        """
         free = [i for i, row in enumerate(self.rows) if row is None]
-        added: list[tuple[Chain, Request]] = []
-        while self.queue and (free or len(self.rows) + len(added) < self.engine.max_batch):
-            chain, request = self.queue.popleft()
-            if free:
-                index = free.pop(0)
-                self.kv.replace_row(index, _prefix_kv(request))
-                self.rows[index] = _new_row(chain, request)
-            else:
-                added.append((chain, request))
-        if added:
+        while self.queue and free:
+            chain, request = self.queue[0]
+            self.kv.replace_row(free[0], _prefix_kv(request))
+            self.queue.popleft()
+            self.rows[free.pop(0)] = _new_row(chain, request)
+        room = self.max_batch - len(self.rows)
+        if self.queue and room > 0:
+            added = list(itertools.islice(self.queue, room))
             self.kv.add_rows([_prefix_kv(request) for _, request in added])
+            for _ in added:
+                self.queue.popleft()
             self.rows.extend(_new_row(chain, request) for chain, request in added)
         # idle rows would cost a full row of compute every step: drop them, highest index first
         # so that the last row moved into a freed slot is never itself a freed one
@@ -143,8 +164,48 @@ class _Run(DriverLoop):
             self.rows[index] = self.rows[-1]
             self.rows.pop()
 
+    def _retry_smaller(self, error: torch.cuda.OutOfMemoryError, batch: int) -> None:
+        """Halve the batch of ``batch`` rows that ran out of memory and re-queue every row in flight.
+
+        Each request goes back whole, with its chain's generator rewound to where it stood when
+        the request was placed, so its second decoding draws the same uniforms as its first.
+        """
+        if batch <= 1:
+            row = next((r for r in self.rows if r is not None), None)
+            asked = "" if row is None else (f" (up to {row.request.max_new} new tokens after a prefix "
+                                            f"of {row.request.start} tokens)")
+            raise UserError(f"Out of GPU memory decoding a single chain{asked} of {self.engine.model_name} "
+                            f"in {str(self.engine.dtype).removeprefix('torch.')}: lower --max-new-tokens "
+                            "or use a device with more memory.") from error
+        in_flight = [row for row in self.rows if row is not None]
+        for row in reversed(in_flight):
+            row.request.rng.bit_generator.state = row.rng_state
+            self.queue.appendleft((row.chain, row.request))
+        self.engine.stats.tokens -= sum(len(row.tokens) for row in in_flight)
+        self.rows = []
+        self.kv = self.engine.new_kv()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.max_batch = batch // 2
+        logger.warning("Out of GPU memory with %d chains in the batch: retrying %d of them from their "
+                       "start, at most %d at a time.", batch, len(in_flight), self.max_batch)
+
     # ----------------------------------------------------------------- compute
     def _encode(self, item: Prefill) -> PrefillResult:
+        """Encode one prompt; out of memory, make room by shrinking the decode batch first."""
+        while True:
+            try:
+                return self._encode_prompt(item)
+            except torch.cuda.OutOfMemoryError as error:
+                decoding = sum(row is not None for row in self.rows)
+                if decoding == 0:
+                    raise UserError(f"Out of GPU memory encoding a prompt of {len(item.prompt_ids)} tokens "
+                                    f"with {self.engine.model_name} in "
+                                    f"{str(self.engine.dtype).removeprefix('torch.')}: use a shorter "
+                                    "prompt or a device with more memory.") from error
+                self._retry_smaller(error, max(decoding, 2))
+
+    def _encode_prompt(self, item: Prefill) -> PrefillResult:
         engine = self.engine
         kv = engine.new_kv()
         kv.add_rows([None])
@@ -165,14 +226,32 @@ class _Run(DriverLoop):
         return PrefillResult(sequence, hidden, scores)
 
     def step(self) -> None:
-        """One decode step for every row; finished rows hand their completion to their chain."""
+        """One decode step for every row; finished rows hand their completion to their chain.
+
+        Completions are all made before any row is freed or any chain resumes, so that an
+        out-of-memory error leaves each request in exactly one place: a row or the queue.
+        """
+        try:
+            finished = self._decode_step()
+            completions = [(row.chain, self._complete(i, row, hit_eos)) for i, row, hit_eos in finished]
+        except torch.cuda.OutOfMemoryError as error:
+            self._retry_smaller(error, sum(row is not None for row in self.rows))
+            return
+        for i, _, _ in finished:
+            self.rows[i] = None
+        for chain, completion in completions:
+            self._advance(chain, completion)
+
+    def _decode_step(self) -> list[tuple[int, _Row, bool]]:
+        """Sample one token for every row; returns the rows that finished (index, row, hit EOS)."""
         engine = self.engine
         rows: list[_Row] = [row for row in self.rows if row is not None]
         self.kv.reserve(1)
         ids = torch.tensor([[row.next_input] for row in rows], device=engine.device)
         positions = torch.tensor([[row.position] for row in rows], device=engine.device)
         logits = engine.forward(self.kv, ids, positions)
-        temperatures = torch.tensor([row.request.temperature for row in rows], device=engine.device)
+        temperatures = torch.tensor([row.request.temperature for row in rows], dtype=torch.float32,
+                                    device=engine.device)
         uniforms = torch.tensor([row.request.rng.random() if row.request.temperature > 0 else 0.0
                                  for row in rows], dtype=torch.float32, device=engine.device)
         out = sample_step(logits, temperatures, uniforms)
@@ -195,10 +274,7 @@ class _Run(DriverLoop):
             hit_eos = token in engine.eos
             if hit_eos or len(row.tokens) >= row.request.max_new:
                 finished.append((i, row, hit_eos))
-        for i, row, hit_eos in finished:
-            completion = self._complete(i, row, hit_eos)
-            self.rows[i] = None
-            self._advance(row.chain, completion)
+        return finished
 
     def _complete(self, index: int, row: _Row, hit_eos: bool) -> Completion:
         request, base = row.request, row.request.base
@@ -235,7 +311,7 @@ def _prefix_kv(request: Request) -> torch.Tensor | None:
 
 def _new_row(chain: Chain, request: Request) -> _Row:
     return _Row(chain, request, next_input=int(request.base.tokens[request.start - 1]),
-                position=request.start - 1)
+                position=request.start - 1, rng_state=request.rng.bit_generator.state)
 
 
 class _HiddenCapture:
