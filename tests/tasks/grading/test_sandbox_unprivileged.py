@@ -26,6 +26,7 @@ UID = bubblewrap.SANDBOX_UID
 FILES = [
     "tests/tasks/grading/test_sandbox_privileges.py",
     "tests/tasks/grading/test_sandbox_isolation.py",
+    "tests/tasks/grading/test_seccomp.py",
 ]
 
 pytestmark = [
