@@ -4,7 +4,10 @@ Resource limits (``setrlimit``) bound each process on its own; a cgroup bounds t
 whole, bwrap and every process inside together. One can be made where the grading process may
 create cgroups below its own: cgroup v2 with the memory and pids controllers enabled for its
 children, or the v1 memory and pids hierarchies (as root, on most cluster nodes and in privileged
-containers). Elsewhere (an ordinary user without delegation, most unprivileged containers)
+containers). cgroup v2 allows that only rarely: a cgroup that holds processes (the grader's
+own, under systemd or in a container) cannot enable controllers for its children, so in practice
+only a grader in the root cgroup gets one there. Elsewhere (an ordinary user without delegation,
+most unprivileged containers, most cgroup v2 hosts)
 `cgroup_parents` is None, grading goes on without one, and the per-process limits of
 `dps_cli.tasks.grading.sandbox_runner` are the caps (docs/sandbox.md says which applies).
 
@@ -137,8 +140,13 @@ class Join:
     """
 
     def __init__(self, directories: tuple[Path, ...]) -> None:
-        flags = os.O_WRONLY | os.O_CLOEXEC
-        self._fds = [os.open(directory / "cgroup.procs", flags) for directory in directories]
+        self._fds: list[int] = []
+        try:
+            for directory in directories:
+                self._fds.append(os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            self.close()  # those already open
+            raise
 
     def __call__(self) -> None:
         for fd in self._fds:
