@@ -110,3 +110,14 @@ def test_a_cgroup_that_cannot_be_made_at_grading_time_refuses_naming_the_unsafe_
         "weaker in-process guard instead."
     )
     assert open_fds() == before  # the pipes and the seccomp filter's pipe are closed
+
+
+@needs_cgroups
+@pytest.mark.skipif(
+    bubblewrap.unavailable_reason() is not None, reason="bubblewrap cannot start here"
+)
+def test_a_sandbox_that_times_out_leaves_no_cgroup() -> None:
+    program = "def double(x):\n    while True:\n        pass\n"
+    result = sandbox.run_tests(program, TEST, "double", timeout_s=1.0)
+    assert (result.status, result.detail) == ("timeout", "timed out after 1 s")
+    assert leftovers() == []
