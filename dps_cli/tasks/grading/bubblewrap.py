@@ -215,8 +215,8 @@ def unavailable_reason() -> str | None:
     keyctl = seccomp.KEYRING_SYSCALLS[platform.machine()][0][1][2]
     try:
         start = launcher()
-    except OSError as exc:
-        return f"{bwrap} could not start a sandbox here ({exc})"  # the view, as root
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:  # the view, as root
+        return f"{bwrap} could not start a sandbox here ({exc})"
     fd = filter_fd()
     probe = bwrap_command(bwrap, interpreter) + ["--seccomp", str(fd), interpreter, "-I", "-S"]
     probe += ["-c", _PROBE % keyctl]
