@@ -251,3 +251,11 @@ def test_a_view_that_cannot_be_built_makes_grading_refuse(monkeypatch: pytest.Mo
         "pass --unsafe-sandbox to `dps evaluate` to grade them with the weaker "
         "in-process guard instead."
     )
+
+
+def test_the_uid_that_root_drops_to_must_exist_in_its_user_namespace() -> None:
+    uid = bubblewrap.SANDBOX_UID
+    assert bubblewrap.uid_mapped(uid, "         0          0 4294967295\n")  # the host
+    assert not bubblewrap.uid_mapped(uid, "0 1000 1\n")  # rootless, its root only
+    assert bubblewrap.uid_mapped(uid, "0 1000 1\n1 100000 65536\n")  # rootless, with subuids
+    assert not bubblewrap.uid_mapped(uid, "0 1000 1\n1 100000 65533\n")  # just below it
