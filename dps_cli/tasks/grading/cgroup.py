@@ -13,7 +13,7 @@ most unprivileged containers, most cgroup v2 hosts)
 
 Each sandbox's cgroup is made before it starts, joined by bwrap's process before it executes (so
 nothing escapes it by forking early), and, after grading, emptied (anything left is killed) and
-removed.
+removed. Those of a grading process that was killed outright are removed by the next one.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 _ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("memory", "pids")
 _EMPTY_WAIT_S = 2.0
+_STALE_AFTER_S = 600.0
 logger = logging.getLogger(__name__)
 
 
@@ -68,7 +69,25 @@ def cgroup_parents() -> tuple[Parent, ...] | None:
     except OSError as exc:
         logger.info("No cgroup for the grading sandboxes (%s): per-process limits only", exc)
         return None
+    remove_stale(parents)
     return parents
+
+
+def remove_stale(parents: tuple[Parent, ...], older_than_s: float = _STALE_AFTER_S) -> None:
+    """Remove the empty sandbox cgroups that a grading process killed outright left behind.
+
+    A sandbox's cgroup is empty only for the moment between its creation and bwrap's start, so
+    an empty one untouched for ``older_than_s`` is a leftover, whichever process (in whichever
+    pid namespace) made it; one that still holds a process cannot be removed and is kept.
+    """
+    now = time.time()
+    for parent in parents:
+        for directory in parent.path.glob("dps-sandbox-*"):
+            try:
+                if now - directory.stat().st_mtime > older_than_s:
+                    directory.rmdir()
+            except OSError:  # busy, or removed by its owner meanwhile
+                continue
 
 
 def _own_cgroups() -> list[tuple[str, str]]:

@@ -121,3 +121,31 @@ def test_a_sandbox_that_times_out_leaves_no_cgroup() -> None:
     result = sandbox.run_tests(program, TEST, "double", timeout_s=1.0)
     assert (result.status, result.detail) == ("timeout", "timed out after 1 s")
     assert leftovers() == []
+
+
+@needs_cgroups
+def test_empty_cgroups_left_by_a_killed_grader_are_removed_and_busy_ones_kept() -> None:
+    parents = cgroup.cgroup_parents()
+    assert parents is not None
+    stale = [parent.path / "dps-sandbox-999999999-0badcafe" for parent in parents]
+    for directory in stale:
+        directory.mkdir()
+    busy = cgroup.SandboxCgroup.create(parents, memory_bytes=64 * 1024**2, pids=4)
+    join = busy.join()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=join
+    )
+    join.close()
+    try:
+        cgroup.remove_stale(parents)
+        assert all(d.exists() for d in stale)  # empty but fresh: maybe just made, kept
+        cgroup.remove_stale(parents, older_than_s=-1.0)  # everything counts as old
+        assert [d.exists() for d in stale] == [False] * len(stale)
+        assert all(d.exists() for d in busy.directories)  # a process is in it
+    finally:
+        busy.remove()
+        for directory in stale:
+            if directory.exists():
+                directory.rmdir()
+    assert process.wait(timeout=5) < 0
+    assert leftovers() == []
