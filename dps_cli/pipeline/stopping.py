@@ -65,6 +65,9 @@ def stop_signals() -> Iterator[StopSignals]:
         yield state
         return
     previous = {signum: signal.signal(signum, state.handle) for signum in STOP_SIGNALS}
+    for handler in previous.values():
+        if isinstance(handler, EarlyStop):
+            handler.started = True  # once restored, it must not say that nothing was drawn
     try:
         yield state
     finally:
@@ -75,28 +78,50 @@ def stop_signals() -> Iterator[StopSignals]:
 #: What `dps sample` says when stopped before `stop_signals()` took over (imports, data, model).
 EARLY_STOP_MESSAGE = ("Stopped by {signal} before any sample was drawn; nothing was lost. "
                       "Rerun the same command to start.")
+#: What it says when stopped after `stop_signals()` gave the handlers back (the run has ended).
+LATE_STOP_MESSAGE = ("Stopped by {signal} as the run ended; every finished sample is saved. "
+                     "Rerun the same command to resume.")
+
+
+class EarlyStop:
+    """The handler of `stop_before_start`: before sampling starts a stop raises `Interrupted`
+    with `EARLY_STOP_MESSAGE`; once `stop_signals()` has taken over (``started``), a stop that
+    arrives after it gave the handlers back (releasing the lock, the last progress frame, or
+    while its own `Interrupted` is on its way up) is only remembered, so it neither replaces
+    that exception nor claims that nothing was drawn."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.pending: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.started:
+            self.pending = self.pending or signum
+            return
+        raise Interrupted(signum, EARLY_STOP_MESSAGE.format(signal=signal.Signals(signum).name))
 
 
 @contextmanager
 def stop_before_start() -> Iterator[None]:
-    """SIGTERM and SIGINT raise `Interrupted` with `EARLY_STOP_MESSAGE` while the block runs.
+    """SIGTERM and SIGINT raise `Interrupted` with `EARLY_STOP_MESSAGE` while the block runs,
+    until `stop_signals()` takes over.
 
     `dps sample` enters this before its heavy imports (torch, the model): without it a stop in
     those first seconds ends the process silently (SIGTERM's default action) or with a traceback
-    (SIGINT). `stop_signals()` replaces the handler while chains run and restores it after.
+    (SIGINT). `stop_signals()` replaces the handler while chains run; a stop after it (see
+    `EarlyStop`) is raised with `LATE_STOP_MESSAGE` when the block ends without an exception.
     Outside the main thread nothing is installed.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        raise Interrupted(signum, EARLY_STOP_MESSAGE.format(signal=name))
-
-    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    handler = EarlyStop()
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
+    if handler.pending is not None:
+        name = signal.Signals(handler.pending).name
+        raise Interrupted(handler.pending, LATE_STOP_MESSAGE.format(signal=name))

@@ -71,8 +71,10 @@ def _check_writable(path: Path, flag: str, hint: str | None = None) -> None:
             raise
         raise UserError(f"{flag} {path} cannot be written ({directory}: {err.strerror}).",
                         hint or f"Pass a writable path to {flag}.") from None
-    os.close(fd)
-    os.unlink(probe)
+    try:
+        os.close(fd)
+    finally:  # a stop signal (stop_before_start raises) must not leave the probe behind
+        os.unlink(probe)
 
 
 def fsync_file(path: Path) -> None:

@@ -337,3 +337,21 @@ def test_an_empty_shard_says_so_and_succeeds(tmp_path: Path, caplog: pytest.LogC
     assert "--shard 1/2 selects no question: the selection holds 1 (--offset 0, --limit 1); nothing to sample." \
         in caplog.text
     assert "wrote 0 samples, 0 already stored (0 in this selection)" in result.output
+
+
+def test_the_writable_check_leaves_nothing_behind_and_a_resumed_run_skips_its_samples(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The check that --out can be written runs on every call, resumes included: it must leave no
+    probe file in the run directory or beside it, and change nothing a resumed run reads."""
+    from dps_cli.config import SampleConfig
+    from dps_cli.pipeline.sample import sample
+
+    config = SampleConfig(bench="arith", out=tmp_path / "runs" / "run", model=str(tiny_model_dir), method="greedy",
+                          max_new_tokens=8, limit=2, hidden_layer=None, batch_size=1)
+    first = sample(config)
+    listing = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    again = sample(config)
+    assert (first.written, first.skipped, again.written, again.skipped) == (2, 0, 0, 2)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == listing
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".dps-write-test.")]

@@ -12,7 +12,13 @@ import pytest
 from dps_cli.config import SampleConfig
 from dps_cli.errors import Interrupted
 from dps_cli.pipeline import writer as writer_module
-from dps_cli.pipeline.stopping import StopSignals, stop_signals
+from dps_cli.pipeline.stopping import (
+    EARLY_STOP_MESSAGE,
+    LATE_STOP_MESSAGE,
+    StopSignals,
+    stop_before_start,
+    stop_signals,
+)
 from dps_cli.pipeline.writer import FLUSH_AFTER_S, PartWriter
 
 
@@ -44,6 +50,46 @@ def test_after_ignore_signals_are_only_remembered() -> None:
         with stops.deferred():
             pass
     assert stops.pending == signal.SIGTERM
+
+
+def _spin() -> None:
+    """Run some bytecode, between which Python calls signal handlers."""
+    for _ in range(1000):
+        pass
+
+
+def test_a_stop_before_sampling_starts_says_nothing_was_drawn() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as stop, stop_before_start():
+        os.kill(os.getpid(), signal.SIGTERM)
+        _spin()
+    assert stop.value.message == EARLY_STOP_MESSAGE.format(signal="SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_stop_after_sampling_ended_is_raised_at_the_end_and_does_not_claim_nothing_was_drawn() -> None:
+    steps = []
+    with pytest.raises(Interrupted) as stop, stop_before_start():
+        with stop_signals():
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. while the lock is released
+        _spin()
+        steps.append("the rest of the block ran")
+    assert steps == ["the rest of the block ran"]
+    assert stop.value.message == LATE_STOP_MESSAGE.format(signal="SIGTERM")
+    assert stop.value.exit_code == 143
+
+
+def test_a_second_stop_does_not_replace_the_first_on_its_way_up() -> None:
+    with pytest.raises(Interrupted) as stop, stop_before_start():
+        try:
+            with stop_signals():
+                raise Interrupted(signal.SIGINT, "the samples finished in this session are stored")
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first stop unwinds
+            _spin()
+    assert stop.value.message == "the samples finished in this session are stored"
+    assert stop.value.exit_code == 130
 
 
 class _Store:

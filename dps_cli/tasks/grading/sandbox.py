@@ -212,9 +212,9 @@ def _run_once(
         work = Path(tmp, "work")
         work.mkdir()
         err_path = Path(tmp, "stderr")
-        read_fd, write_fd = os.pipe()
-        filter_fd = -1 if unsafe else bubblewrap.filter_fd()
+        read_fd, write_fd, filter_fd = *os.pipe(), -1
         try:
+            filter_fd = -1 if unsafe else bubblewrap.filter_fd()
             with (
                 open(Path(tmp, "stdout"), "wb") as out,
                 open(err_path, "wb") as err,
@@ -255,7 +255,14 @@ def _sandbox_cgroup(unsafe: bool) -> Iterator[Callable[[], None] | None]:
     if parents is None:
         yield None
         return
-    group = cgroup.SandboxCgroup.create(parents, SANDBOX_MEMORY_BYTES, SANDBOX_PIDS)
+    try:
+        group = cgroup.SandboxCgroup.create(parents, SANDBOX_MEMORY_BYTES, SANDBOX_PIDS)
+    except OSError as exc:  # found usable at start, refused now (a limit on cgroups, say)
+        raise UserError(
+            f"HumanEval programs cannot be isolated because their cgroup could not be made "
+            f"({exc.strerror or exc}); pass --unsafe-sandbox to `dps evaluate` to grade them "
+            "with the weaker in-process guard instead."
+        ) from None
     try:
         join = group.join()
         try:

@@ -13,14 +13,16 @@ import ctypes
 import errno
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dps_cli.tasks.grading import bubblewrap, cgroup, seccomp
-from dps_cli.tasks.grading.sandbox import run_tests
+from dps_cli.errors import UserError
+from dps_cli.tasks.grading import bubblewrap, cgroup, privilege_drop, seccomp
+from dps_cli.tasks.grading.sandbox import run_tests, sandbox_prefix
 
 pytestmark = pytest.mark.skipif(
     bubblewrap.unavailable_reason() is not None,
@@ -229,3 +231,31 @@ def test_a_memory_bomb_of_five_children_stays_under_the_caps() -> None:
     )
     assert reported(attack) == (0, "MemoryError")
     assert_none_left(name)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grading process builds the view")
+def test_a_view_that_cannot_be_built_makes_grading_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However the outer bwrap fails (here: it never reports its child), grading refuses in
+    one sentence that names --unsafe-sandbox, never with a traceback."""
+
+    def hangs(command: tuple[str, ...]) -> int:
+        raise subprocess.TimeoutExpired(command[0], 30.0)
+
+    monkeypatch.setattr(privilege_drop, "view_namespace", hangs)
+    monkeypatch.setattr(bubblewrap, "unavailable_reason", bubblewrap.unavailable_reason.__wrapped__)
+    with pytest.raises(UserError) as refused:
+        sandbox_prefix()
+    message = str(refused.value)
+    assert "could not start a sandbox here (Command" in message and "timed out after 30" in message
+    assert message.endswith(
+        "pass --unsafe-sandbox to `dps evaluate` to grade them with the weaker "
+        "in-process guard instead."
+    )
+
+
+def test_the_uid_that_root_drops_to_must_exist_in_its_user_namespace() -> None:
+    uid = bubblewrap.SANDBOX_UID
+    assert bubblewrap.uid_mapped(uid, "         0          0 4294967295\n")  # the host
+    assert not bubblewrap.uid_mapped(uid, "0 1000 1\n")  # rootless, its root only
+    assert bubblewrap.uid_mapped(uid, "0 1000 1\n1 100000 65536\n")  # rootless, with subuids
+    assert not bubblewrap.uid_mapped(uid, "0 1000 1\n1 100000 65533\n")  # just below it

@@ -3,8 +3,9 @@
 As root the sandbox takes its root-only path (the view namespace, entered as uid 65534); an ordinary
 user's grading runs bwrap as itself. This reruns the attack tests as uid 65534 in a separate
 pytest, so that CI, which runs as root, covers both. The rerun sees the host through a bwrap that
-only makes the directories on the way to the Python installation, this checkout and the data
-searchable (a 0700 ``/root`` holding pyenv's Python, say); it changes nothing on the host.
+only makes the Python installation, this checkout and the data, and the directories on the way
+to them, reachable by any user (a 0700 ``/root`` holding pyenv's Python, a checkout in a 0700
+``mktemp -d`` directory); it changes nothing on the host.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ UID = bubblewrap.SANDBOX_UID
 FILES = [
     "tests/tasks/grading/test_sandbox_privileges.py",
     "tests/tasks/grading/test_sandbox_isolation.py",
+    "tests/tasks/grading/test_seccomp.py",
 ]
 
 pytestmark = [
@@ -36,31 +38,62 @@ pytestmark = [
 ]
 
 
-def _searchable(path: Path) -> bool:
-    """Whether any user may look up names in the directory ``path``."""
-    return bool(path.stat().st_mode & 0o001)
+def _open_to_all(directory: Path, itself: bool) -> bool:
+    """Whether any user may enter ``directory`` and, where it is ``itself`` a needed directory,
+    list it too (Python's import system lists the directories on its path)."""
+    wanted = 0o005 if itself else 0o001
+    return directory.stat().st_mode & wanted == wanted
 
 
 def view_options(needed: list[Path]) -> list[str]:
-    """bwrap options showing the host with ``needed`` reachable by any user."""
-    options = ["--dev-bind", "/", "/"]
-    hidden = sorted(
-        {
-            next(a for a in reversed(p.parents) if not _searchable(a))
-            for p in needed
-            if any(not _searchable(a) for a in p.parents)
-        }
-    )
-    for directory in hidden:
-        options += ["--perms", "0755", "--tmpfs", str(directory)]
+    """bwrap options showing the host with each of ``needed``, and all it holds, reachable by
+    any user.
+
+    Every directory on the way to one of them, or one of them itself, that others may not enter
+    (a 0700 ``/root`` or ``/root/.pyenv``; a checkout cloned into a 0700 ``mktemp -d`` directory,
+    as CI does) is covered, from the top down, by a 0755 tmpfs into which its entries are bound
+    back; so the view shows the same files at the same paths, and only the modes on the way
+    differ.
+    """
+    closed: set[Path] = set()
     for path in needed:
-        under = [h for h in hidden if h in path.parents]
-        if under:
-            for parent in reversed(path.parents):
-                if under[0] in parent.parents:
-                    options += ["--perms", "0755", "--dir", str(parent)]
-            options += ["--bind", str(path), str(path)]
+        for directory in [*reversed(path.parents[:-1]), path]:  # from the top, without "/"
+            if not _open_to_all(directory, itself=directory == path):
+                closed.add(directory)
+    options = ["--dev-bind", "/", "/"]
+    for directory in sorted(closed, key=lambda d: len(d.parts)):
+        options += ["--perms", "0755", "--tmpfs", str(directory)]
+        for entry in sorted(directory.iterdir()):
+            if entry.is_symlink():
+                options += ["--symlink", os.readlink(entry), str(entry)]
+            elif entry.is_dir() or entry.is_file():
+                options += ["--bind", str(entry), str(entry)]
     return options
+
+
+def test_the_view_opens_closed_directories_on_the_way_and_the_checkout_itself(
+    tmp_path: Path,
+) -> None:
+    """A checkout in a 0700 directory under a 0700 directory is readable by uid 65534 in the
+    view, with its symlinks and files as they are, and nothing on the host changes."""
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+    bwrap = bubblewrap.find_bwrap()
+    if setpriv is None or bwrap is None:
+        pytest.skip("setpriv or bwrap is missing")
+    outer = tmp_path / "home"
+    checkout = outer / "tmp.x"
+    (checkout / "pkg").mkdir(parents=True)
+    (checkout / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    (checkout / ".venv").symlink_to("pkg")
+    for directory, mode in [(tmp_path, 0o755), (outer, 0o700), (checkout, 0o700)]:
+        directory.chmod(mode)
+    (checkout / "pkg" / "mod.py").chmod(0o644)
+    command = [bwrap, "--die-with-parent", *view_options([checkout]), setpriv]
+    command += [f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--"]
+    command += ["/bin/sh", "-c", f"cat {checkout}/.venv/mod.py && ls -A {checkout}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env={})
+    assert (done.returncode, done.stdout) == (0, "VALUE = 1\n.venv\npkg\n"), done.stderr
+    assert [oct(d.stat().st_mode & 0o777) for d in (outer, checkout)] == ["0o700", "0o700"]
 
 
 def test_the_attack_tests_pass_as_an_ordinary_user() -> None:
@@ -68,7 +101,7 @@ def test_the_attack_tests_pass_as_an_ordinary_user() -> None:
     bwrap = bubblewrap.find_bwrap()
     if setpriv is None or bwrap is None:
         pytest.skip("setpriv or bwrap is missing")
-    data = Path(os.environ.get("DPS_DATA_DIR", ROOT / "data")).resolve()
+    data = Path(os.environ.get("DPS_DATA_DIR") or ROOT / "data").resolve()  # make: "" if unset
     needed = [Path(p).resolve() for p in {sys.base_prefix, sys.prefix}] + [ROOT]
     needed += [data] if data.is_dir() else []
     command = [bwrap, "--die-with-parent", *view_options(needed), setpriv]
