@@ -9,6 +9,9 @@ Definitions used in every report:
 * tokens/question — mean over samples of ``tokens_generated`` (rejected proposals included): one
   sample answers a question, so a power chain counts all its proposals; voting baselines
   (``--vote``, ``--match``; `dps_cli.report.voting`) count all N samples they use;
+* Power-SMC (``smc``) — accuracy is the drawn particle's; ``particle_vote`` is the weighted
+  majority vote over every sample's particles (`dps_cli.pipeline.particle_vote`); tokens/question
+  counts every particle;
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
 * log q bound — the largest ``logq_bound`` of any chain: how far the MH log acceptance ratios
   may be off where a backend normalizes q over the top-K log-probabilities only (``vllm``);
@@ -52,7 +55,7 @@ MH_METHODS = ("power", "dps")
 SUMMARY_COLUMNS = (
     "question_id", "seed", "model", "method", "alpha", "temperature", "k_initial", "controller",
     "tau", "final_k", "proposals_attempted", "proposals_accepted", "tokens_generated",
-    "wall_time_s", "logq_bound",
+    "wall_time_s", "logq_bound", "particle_log_weights",
 )  # fmt: skip
 
 __all__ = [
@@ -88,6 +91,10 @@ def evaluate_runs(
         )
         all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
+        if summary.method == "smc":
+            from dps_cli.pipeline.particle_vote import particle_vote
+
+            summary = replace(summary, particle_vote=particle_vote(run_dir, workers, unsafe_sandbox))
         external = external_judge(summary.task)
         if external is not None:  # e.g. AlpacaEval: no local grade, a judge's verdict instead
             verdict = EXTERNAL_JUDGES[external](run_dir, label, regrade, judge, judge_device)
@@ -147,12 +154,14 @@ def summarize_run(
 
 
 def method_label(row: dict[str, Any]) -> str:
-    """The method and its parameters, e.g. "power α=4 k=8", "dps gbdt τ=0.5"."""
+    """The method and its parameters, e.g. "power α=4 k=8", "dps gbdt τ=0.5", "smc α=4 N=8"."""
     method = str(row.get("method"))
     if method == "power":
         return f"power α={_num(row.get('alpha'))} k={row.get('k_initial')}"
     if method == "dps":
         return f"dps {row.get('controller')} τ={_num(row.get('tau'))}"
+    if method == "smc":
+        return f"smc α={_num(row.get('alpha'))} N={len(row.get('particle_log_weights') or ())}"
     if method == "temperature":
         return f"temperature T={_num(row.get('temperature'))}"
     return method
