@@ -6,19 +6,25 @@ something the backend must batch, controller queries from every chain that reach
 are answered in one call, and prompt encodings are cached. Keeping that here means a second
 backend cannot drift from the first in admission order or in how a driver's messages are read.
 
+A `RequestGroup` is served here too, so backends never see one: each member is submitted as an
+ordinary request under a member `Chain` that points back at the group, and the driver resumes
+with the tuple of completions once the last member is done. Members count toward ``max_batch``
+one by one. Groups are submitted between decode steps, oldest first, each once it fits beside
+the requests in work; a waiting group holds back the admission of new chains.
+
 A backend's run subclasses `DriverLoop` and supplies the decoding: `_encode` (a `Prefill`),
 `_submit` (a `Request`), `_in_work`, `_place_requests` and `step`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
-from dps_cli.sampling.requests import Decide, Prefill, PrefillResult, Request
+from dps_cli.sampling.requests import Decide, Prefill, PrefillResult, Request, RequestGroup
 
 PREFILL_CACHE_SIZE = 8
 PrefillKey = tuple[tuple[int, ...], bool, tuple[int, ...]]
@@ -26,10 +32,25 @@ PrefillKey = tuple[tuple[int, ...], bool, tuple[int, ...]]
 
 @dataclass
 class Chain:
-    """One driver and the key its result is reported under."""
+    """One driver and the key its result is reported under.
+
+    A member of a request group carries the group and its place in it; its completion is
+    collected there instead of resuming the driver.
+    """
 
     key: Any
     driver: Driver
+    group: _Gathering | None = None
+    member: int = 0
+
+
+@dataclass
+class _Gathering:
+    """The completions of one request group so far, and the chain waiting for all of them."""
+
+    chain: Chain
+    completions: list[Any]
+    pending: int
 
 
 class DriverLoop:
@@ -45,6 +66,8 @@ class DriverLoop:
         self.decider = decider
         self.exhausted = False
         self.deciding: list[tuple[Chain, Decide]] = []
+        self.waiting_groups: deque[tuple[Chain, RequestGroup]] = deque()
+        self.waiting_requests = 0  # members of the waiting groups
         self.prefills: OrderedDict[PrefillKey, PrefillResult] = OrderedDict()
 
     # ------------------------------------------------------- for the backend
@@ -79,6 +102,7 @@ class DriverLoop:
             if self.deciding:
                 self._answer_decisions()
                 continue
+            self._submit_waiting_groups()
             self._place_requests()
             if self._decoding():
                 return True
@@ -86,7 +110,7 @@ class DriverLoop:
                 return False
 
     def _load(self) -> int:
-        return self._in_work() + len(self.deciding)
+        return self._in_work() + len(self.deciding) + self.waiting_requests
 
     def _admit_chains(self) -> None:
         while not self.exhausted and self._load() < self.max_batch:
@@ -106,7 +130,17 @@ class DriverLoop:
             self._advance(chain, float(p))
 
     def _advance(self, chain: Chain, value: Any) -> None:
-        """Resume a driver until it asks for something the backend must batch, or finishes."""
+        """Resume a driver until it asks for something the backend must batch, or finishes.
+
+        A group member's completion is only collected until the group's last one arrives.
+        """
+        if chain.group is not None:
+            gathering = chain.group
+            gathering.completions[chain.member] = value
+            gathering.pending -= 1
+            if gathering.pending:
+                return
+            chain, value = gathering.chain, tuple(gathering.completions)
         while True:
             try:
                 item = chain.driver.send(value)
@@ -119,11 +153,41 @@ class DriverLoop:
                 check_request(item)
                 self._submit(chain, item)
                 return
+            elif isinstance(item, RequestGroup):
+                self._check_group(item)
+                self.waiting_groups.append((chain, item))  # submitted by `schedule`, once per step
+                self.waiting_requests += len(item.requests)
+                return
             elif isinstance(item, Decide):
                 self.deciding.append((chain, item))
                 return
             else:
-                raise TypeError(f"driver yielded {type(item).__name__}, expected Prefill, Request or Decide")
+                raise TypeError(f"driver yielded {type(item).__name__}, expected Prefill, Request, "
+                                "RequestGroup or Decide")
+
+    def _check_group(self, group: RequestGroup) -> None:
+        """Refuse an empty group, one larger than ``max_batch`` (it could never be placed) or a bad member."""
+        if not group.requests:
+            raise ValueError("a request group needs at least one request")
+        if len(group.requests) > self.max_batch:
+            raise ValueError(f"a group of {len(group.requests)} requests cannot run in a batch of "
+                             f"{self.max_batch}; raise the batch size to at least the group's size")
+        for request in group.requests:
+            check_request(request)
+
+    def _submit_waiting_groups(self) -> None:
+        """Submit waiting groups, oldest first, while each fits beside the requests in work."""
+        in_work = self._in_work()
+        while self.waiting_groups:
+            chain, group = self.waiting_groups[0]
+            if in_work + len(group.requests) > self.max_batch:
+                return
+            self.waiting_groups.popleft()
+            self.waiting_requests -= len(group.requests)
+            in_work += len(group.requests)
+            gathering = _Gathering(chain, [None] * len(group.requests), len(group.requests))
+            for member, request in enumerate(group.requests):
+                self._submit(Chain(chain.key, chain.driver, gathering, member), request)
 
     def _prefill(self, item: Prefill) -> PrefillResult:
         """`_encode`, through a small LRU cache: the seeds of one question share their prompt."""

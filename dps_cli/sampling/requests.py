@@ -1,8 +1,9 @@
 """What drivers and the engine say to each other.
 
 A driver is a generator. It yields a `Prefill` (encode my prompt), a `Request` (sample up to n
-tokens after a prefix) or a `Decide` (ask the controller for p_enough), and receives a `Sequence`,
-a `Completion` or a float in return. Sequences are values: a proposal never mutates the sequence it
+tokens after a prefix), a `RequestGroup` (several requests at once, answered together) or a
+`Decide` (ask the controller for p_enough), and receives a `PrefillResult`, a `Completion`, a
+tuple of completions or a float in return. Sequences are values: a proposal never mutates the sequence it
 started from, so rejecting it costs nothing.
 """
 
@@ -88,6 +89,18 @@ class Completion:
     new_tokens: int
     hit_eos: bool
     hidden_mean: np.ndarray | None  # (H,) mean of layer-L states over the new tokens' steps
+
+
+@dataclass(frozen=True)
+class RequestGroup:
+    """Several requests served together; the reply is the tuple of their `Completion`s, in order.
+
+    Power-SMC asks for one round of its particles this way. Each member counts as one request
+    toward the run's ``max_batch`` (a group larger than it is refused), and members that share a
+    base sequence share its prefix as any two requests do.
+    """
+
+    requests: tuple[Request, ...]
 
 
 @dataclass(frozen=True)
