@@ -96,7 +96,7 @@ def voting_table(report: EvaluationReport) -> Table | None:
     """maj@N and best-of-N rows (``--vote``), Power-SMC's vote over particles and the
     compute-matched baselines (``--match``)."""
     voting = report.voting
-    particles = [run for run in report.runs if run.particle_vote is not None]
+    particles = [(run.label, run.particle_vote) for run in report.runs if run.particle_vote is not None]
     if not voting.votes and not voting.matches and not particles:
         return None
     table = Table(title="Voting baselines (N samples per question)")
@@ -108,11 +108,9 @@ def voting_table(report: EvaluationReport) -> Table | None:
         for result in (votes.majority, votes.best):
             table.add_row(votes.run, vote_label(result), str(result.n), vote_accuracy_cell(result),
                           _fixed(result.tokens_per_question, 1), _fixed(result.seconds_per_question, 2))  # fmt: skip
-    for run in particles:
-        result = run.particle_vote
-        assert result is not None
-        table.add_row(run.label, vote_label(result), str(result.n), vote_accuracy_cell(result),
-                      _fixed(result.tokens_per_question, 1), _fixed(result.seconds_per_question, 2))  # fmt: skip
+    for label, vote in particles:  # Power-SMC runs
+        table.add_row(label, vote_label(vote), str(vote.n), vote_accuracy_cell(vote),
+                      _fixed(vote.tokens_per_question, 1), _fixed(vote.seconds_per_question, 2))  # fmt: skip
     for match in voting.matches:
         for result in (match.majority, match.best):
             table.add_row(match.source, f"{vote_label(result)} @ tokens of {match.target}", str(result.n),
