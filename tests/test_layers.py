@@ -5,8 +5,8 @@ functions, and under ``if TYPE_CHECKING:`` (a type-only import still couples two
 edge A -> B means module A imports module B (``from dps_cli.x import name`` counts as an import
 of ``dps_cli.x.name`` when that is a module, else of ``dps_cli.x``). Layers, highest first:
 
-    cli > pipeline > report > sampling (engine), tasks, controllers > runs (store), models
-        > config, errors, registry, paths (the bottom)
+    cli > reproduce > pipeline > report > sampling (engine), tasks, controllers
+        > runs (store), models > config, errors, registry, paths (the bottom)
 
 A module may import its own layer or any lower one; no module may sit on an import cycle.
 """
@@ -22,7 +22,8 @@ PACKAGE = Path(dps_cli.__file__).parent
 
 #: Layer of each top-level part of the package; a higher number is a higher layer.
 LAYERS = {
-    "cli": 5, "__main__": 5,
+    "cli": 6, "__main__": 6,
+    "reproduce": 5,
     "pipeline": 4,
     "report": 3,
     "sampling": 2, "tasks": 2, "controllers": 2,
@@ -143,3 +144,12 @@ def test_the_checker_sees_a_cycle_and_an_upward_import() -> None:
     graph = {"dps_cli.a": {"dps_cli.b"}, "dps_cli.b": {"dps_cli.a"}, "dps_cli.c": set()}
     assert find_cycles(graph) == [["dps_cli.a", "dps_cli.b"]]
     assert layer("dps_cli.runs.store") < layer("dps_cli.cli.app")
+
+
+def test_reproduce_sits_between_cli_and_pipeline() -> None:
+    """DESIGN §2: the reproduction orchestrates the pipeline functions; only the CLI calls it."""
+    assert layer("dps_cli.report.tables") < layer("dps_cli.pipeline.sample")
+    assert layer("dps_cli.pipeline.sample") < layer("dps_cli.reproduce.stages")
+    assert layer("dps_cli.reproduce.stages") < layer("dps_cli.cli.reproduce")
+    graph = import_graph()
+    assert "dps_cli.reproduce.stages" in graph["dps_cli.cli.reproduce"]

@@ -1,6 +1,6 @@
 """`dps reproduce` (what `make reproduce` runs): the paper's pipeline end to end, or one stage.
 
-Runs `dps_cli.pipeline.reproduce.reproduce` with rich progress bars (or submits it to Slurm) and
+Runs `dps_cli.reproduce.stages.reproduce` with rich progress bars (or submits it to Slurm) and
 prints the paper-style table on stdout; logs go to stderr.
 """
 
@@ -17,13 +17,13 @@ from rich.console import Console
 
 from dps_cli.cli.console import stdout_console
 from dps_cli.cli.options import DeviceOption, SbatchOption
-from dps_cli.pipeline.profiles import PROFILES
-from dps_cli.pipeline.reproduce_runs import DEFAULT_PROFILE, DEFAULT_REPORTS, DEFAULT_TASK, STAGES
+from dps_cli.reproduce.profiles import PROFILES
+from dps_cli.reproduce.runs import DEFAULT_PROFILE, DEFAULT_REPORTS, DEFAULT_TASK, STAGES
 
 if TYPE_CHECKING:
-    from dps_cli.pipeline.reproduce_runs import ReproduceOptions
     from dps_cli.pipeline.sample import ProgressCallback
-    from dps_cli.report.reproduce import ReproduceReport
+    from dps_cli.reproduce.runs import ReproduceOptions
+    from dps_cli.reproduce.table import ReproduceReport
 
 ALL_STAGES = "all"
 ProfileChoice = Enum("ProfileChoice", {name: name for name in PROFILES}, type=str)  # type: ignore[misc]
@@ -55,10 +55,10 @@ def reproduce(
     from rich.logging import RichHandler
 
     from dps_cli.errors import UserError
-    from dps_cli.pipeline.profiles import get_profile
-    from dps_cli.pipeline.reproduce import reproduce as run_reproduce
-    from dps_cli.pipeline.reproduce_runs import ReproduceOptions
     from dps_cli.pipeline.slurm import parse_sbatch
+    from dps_cli.reproduce.profiles import get_profile
+    from dps_cli.reproduce.runs import ReproduceOptions
+    from dps_cli.reproduce.stages import reproduce as run_reproduce
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[
         RichHandler(console=Console(stderr=True), show_path=False)])  # fmt: skip
@@ -78,7 +78,7 @@ def reproduce(
 
 
 def _submit(options: ReproduceOptions) -> None:
-    from dps_cli.pipeline.reproduce_slurm import resume_command, submit_reproduction
+    from dps_cli.reproduce.slurm import resume_command, submit_reproduction
 
     jobs = submit_reproduction(options)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -92,7 +92,7 @@ def _submit(options: ReproduceOptions) -> None:
 
 def _print_report(report: ReproduceReport, reports_dir: Path) -> None:
     """The paper-style table on stdout, with where the report went."""
-    from dps_cli.report.reproduce import results_table
+    from dps_cli.reproduce.table import results_table
 
     out = stdout_console()
     out.print(results_table(report.rows, title=f"DPS reproduction: {report.task}, {report.model}"))

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from dps_cli.cli.app import app
 from dps_cli.config import DEFAULT_BATCH, EMBEDDED_MODEL, SampleConfig, format_seeds
 from dps_cli.controllers.kinds import CONTROLLER_KINDS
-from dps_cli.pipeline.profiles import PROFILES
-from dps_cli.pipeline.reproduce_runs import DEFAULT_PROFILE, DEFAULT_TASK, STAGES
+from dps_cli.reproduce.profiles import PROFILES
+from dps_cli.reproduce.runs import DEFAULT_PROFILE, DEFAULT_TASK, STAGES
 
 RUNNER = CliRunner()
 #: `dps sample` option -> how SampleConfig's default of that field is shown in --help.

@@ -9,7 +9,7 @@ import pytest
 from dps_cli.config import K_SCHEDULE, KSchedule
 from dps_cli.controllers.replay import RunLog, replay_pair
 from dps_cli.pipeline.collect import REFERENCE_K
-from dps_cli.pipeline.profiles import PROFILES
+from dps_cli.reproduce.profiles import PROFILES
 from dps_cli.sampling.policies import DynamicK
 from dps_cli.sampling.requests import Decide
 from dps_cli.sampling.results import CheckpointRecord

@@ -141,8 +141,8 @@ def test_tau_is_resolved_in_one_place_in_process_and_under_slurm(
 
     from dps_cli.controllers import artifacts
     from dps_cli.pipeline.chains import FALLBACK_TAU, with_default_tau
-    from dps_cli.pipeline.profiles import SMOKE
-    from dps_cli.pipeline.reproduce_runs import ReproduceOptions, test_configs
+    from dps_cli.reproduce.profiles import SMOKE
+    from dps_cli.reproduce.runs import ReproduceOptions, test_configs
 
     recommended = {"arith-gbdt": 0.3, "arith-mlp-h": None, "arith-mlp-hq": 0.6}
     monkeypatch.setattr(artifacts, "load_controller", lambda name, registry=None: SimpleNamespace(

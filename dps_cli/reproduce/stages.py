@@ -15,7 +15,7 @@ skipped while the table is newer than every training sample; a controller is ret
 when the reproduce registry lacks it or its card names another training table (SHA-256), and
 then the DPS run that used the old one is removed. So an interrupted reproduction, run again,
 finishes without recomputing finished work. ``--slurm`` submits the same stages as Slurm jobs
-(`dps_cli.pipeline.reproduce_slurm`).
+(`dps_cli.reproduce.slurm`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from dps_cli.controllers.artifacts import CARD_FILE, read_card
 from dps_cli.controllers.fitting import TrainSettings
 from dps_cli.errors import UserError
 from dps_cli.pipeline.collect import collect
-from dps_cli.pipeline.reproduce_report import build_report
-from dps_cli.pipeline.reproduce_runs import (
+from dps_cli.pipeline.sample import ProgressCallback, sample
+from dps_cli.pipeline.train import file_sha256, train_controller
+from dps_cli.reproduce.report import build_report
+from dps_cli.reproduce.runs import (
     STAGES,
     TIMINGS_NAME,
     ReproduceOptions,
@@ -45,9 +47,7 @@ from dps_cli.pipeline.reproduce_runs import (
     train_configs,
     train_run_dirs,
 )
-from dps_cli.pipeline.sample import ProgressCallback, sample
-from dps_cli.pipeline.train import file_sha256, train_controller
-from dps_cli.report.reproduce import ReproduceReport
+from dps_cli.reproduce.table import ReproduceReport
 from dps_cli.runs.atomic import atomic_write_json
 from dps_cli.runs.parts import list_parts
 

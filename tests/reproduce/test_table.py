@@ -1,7 +1,7 @@
 """The reproduce table: tokens / question, the compute-matched voting rows, chance marks (golden).
 
 Regenerate the golden file after a deliberate format change with
-``DPS_UPDATE_GOLDEN=1 python -m pytest tests/report/test_reproduce_table.py``.
+``DPS_UPDATE_GOLDEN=1 python -m pytest tests/reproduce/test_table.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rich.console import Console
 
 from dps_cli.controllers.card import ControllerCard, HeldOutMetrics, TauSweep
 from dps_cli.pipeline.evaluate import evaluate_runs
-from dps_cli.pipeline.reproduce_report import _row, matched_rows
-from dps_cli.report.reproduce import ReproduceReport, render_markdown, results_table
+from dps_cli.reproduce.report import _row, matched_rows
+from dps_cli.reproduce.table import ReproduceReport, render_markdown, results_table
 from tests.factories import sample_row, use_fake_task, write_run
 from tests.report.test_voting import ANSWERS, fake_scores, temperature_run
 

@@ -1,6 +1,6 @@
 """The `make reproduce` report: the paper-style table, the tau-sweep figure and reproduce.md.
 
-Only formatting lives here; `dps_cli.pipeline.reproduce` computes every number and hands it
+Only formatting lives here; `dps_cli.reproduce.stages` computes every number and hands it
 over as a `ReproduceReport`. The table puts our numbers beside the paper's MATH500 numbers, and
 the markdown says plainly which model, task and scale produced ours.
 """

@@ -1,7 +1,7 @@
 """What `dps reproduce` runs and where: its options, the run and controller names, the configs.
 
-Imports nothing of the reproduction itself, so the stages (`reproduce`), the report
-(`reproduce_report`), the Slurm submission (`reproduce_slurm`) and the command line all read the
+Imports nothing of the reproduction itself, so the stages (`stages`), the report
+(`report`), the Slurm submission (`slurm`) and the command line all read the
 same names from here. Paths default under ``runs/reproduce-<task>-<profile>``; an earlier run
 directory given as ``--out-dir`` is resumed.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from dps_cli.config import SampleConfig
 from dps_cli.controllers.kinds import CONTROLLER_KINDS
 from dps_cli.errors import UserError
-from dps_cli.pipeline.profiles import Profile
+from dps_cli.reproduce.profiles import Profile
 from dps_cli.tasks import get_task
 
 STAGES = ("sample-train", "collect-train", "sample-test", "report")

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 from dps_cli.cli.app import app
 from dps_cli.errors import UserError
 from dps_cli.pipeline import grading
-from dps_cli.pipeline.profiles import CPU, Profile
-from dps_cli.pipeline.reproduce import reproduce
-from dps_cli.pipeline.reproduce_runs import ReproduceOptions
 from dps_cli.pipeline.sample import SampleProgress
+from dps_cli.reproduce.profiles import CPU, Profile
+from dps_cli.reproduce.runs import ReproduceOptions
+from dps_cli.reproduce.stages import reproduce
 from dps_cli.runs.store import RunStore
 from dps_cli.tasks import get_task
 from dps_cli.tasks.base import Grade, Question
@@ -206,7 +206,7 @@ def test_slurm_submission_order_and_scripts(
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("LOG_DIR", str(tmp_path))
-    from dps_cli.pipeline.reproduce_slurm import submit_reproduction
+    from dps_cli.reproduce.slurm import submit_reproduction
 
     profile = replace(options.profile, slurm_shards=3, seeds=(0, 1))
     jobs = submit_reproduction(replace(options, profile=profile))
@@ -242,7 +242,7 @@ def test_slurm_needs_sbatch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: ReproduceOptions
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    from dps_cli.pipeline.reproduce_slurm import submit_reproduction
+    from dps_cli.reproduce.slurm import submit_reproduction
 
     with pytest.raises(UserError, match="sbatch is not on PATH"):
         submit_reproduction(options)
@@ -269,8 +269,8 @@ def test_cli_refuses_slurm_with_one_stage(tmp_path: Path) -> None:
 def test_slurm_resources_come_from_the_profile_and_the_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: ReproduceOptions
 ) -> None:
-    from dps_cli.pipeline.profiles import PAPER
-    from dps_cli.pipeline.reproduce_slurm import resume_command, submit_reproduction
+    from dps_cli.reproduce.profiles import PAPER
+    from dps_cli.reproduce.slurm import resume_command, submit_reproduction
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

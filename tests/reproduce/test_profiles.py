@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from dps_cli.errors import UserError
-from dps_cli.pipeline.profiles import CPU, PAPER, PROFILES, get_profile
+from dps_cli.reproduce.profiles import CPU, PAPER, PROFILES, get_profile
 from dps_cli.tasks.arith import NUM_QUESTIONS
 
 

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dps_cli.config import EMBEDDED_MODEL
-from dps_cli.pipeline.reproduce_runs import (
+from dps_cli.reproduce.runs import (
     ReproduceOptions,
     controller_name,
     method_name,
     test_runs,
 )
-from dps_cli.report.reproduce import (
+from dps_cli.reproduce.table import (
     BEST_OF_ROW,
     CHANCE_MARK,
     MAJORITY_ROW,

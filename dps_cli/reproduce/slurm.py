@@ -29,19 +29,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dps_cli.config import SampleConfig
-from dps_cli.pipeline.reproduce_runs import (
-    ReproduceOptions,
-    check_split,
-    reproduce_argv,
-    test_configs,
-    train_configs,
-)
 from dps_cli.pipeline.slurm import (
     job_script,
     require_sbatch,
     sample_array_script,
     submit_job,
     without_gpu,
+)
+from dps_cli.reproduce.runs import (
+    ReproduceOptions,
+    check_split,
+    reproduce_argv,
+    test_configs,
+    train_configs,
 )
 from dps_cli.runs.atomic import atomic_write_bytes
 
