@@ -181,6 +181,9 @@ def test_reproduce_end_to_end_resumes_and_reports(
     for method in METHODS[:4]:
         assert method in printed
     assert "not from the paper's setting" in printed
+    as_json = CliRunner().invoke(app, ["reproduce", *_cli_args(options, "report"), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert [row["method"] for row in json.loads(as_json.stdout)["rows"]][: len(METHODS)] == list(METHODS)
 
 
 def _cli_args(options: ReproduceOptions, stage: str) -> list[str]:

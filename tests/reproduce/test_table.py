@@ -7,6 +7,7 @@ Regenerate the golden file after a deliberate format change with
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -113,3 +114,11 @@ def test_reproduce_markdown_has_the_evidence_and_the_plot(report: ReproduceRepor
         "so this controller is no better than chance at this scale." in text  # fmt: skip
     assert "arith-mlp-h: held-out ROC-AUC 0.270 [0.700, 0.900]" in text and "beats chance" in text
     assert not math.isnan(report.cards[0].metrics.train_roc_auc)
+
+
+def test_reproduce_json_has_every_row(report: ReproduceReport) -> None:
+    data = json.loads(json.dumps(report.to_dict()))
+    rows = {row["method"]: row for row in data["rows"]}
+    assert list(rows) == [row.method for row in report.rows]
+    assert rows["Power-SMC N=3"]["tokens_per_question"] == 135.0 and rows["Power-SMC N=3"]["paper"] is None
+    assert rows["Fixed k=8"]["paper"] == [69.7, 263.2] and data["profile"] == "cpu"
