@@ -14,9 +14,10 @@ Definitions used in every report:
   counts every particle;
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
 * log q bound — the largest ``logq_bound`` of any chain: how far the MH log acceptance ratios
-  may be off where a backend normalizes q over the top-K log-probabilities only (``vllm``);
-  "exact" when it is 0 (the ``hf`` backend, or a top-K covering the vocabulary); only for power
-  and dps, and n/a when some chain has none (stored before schema 1.1);
+  (or Power-SMC's log weights) may be off where a backend normalizes q over the top-K
+  log-probabilities only (``vllm``); "exact" when it is 0 (the ``hf`` backend, or a top-K
+  covering the vocabulary); only for power, dps and smc, and n/a when some chain has none
+  (stored before schema 1.1);
 * a comparison — over the questions both runs answered: Δaccuracy (run - baseline) with a paired
   bootstrap interval, and the time ratio run / baseline of s/question.
 """
@@ -149,7 +150,7 @@ def summarize_run(
         mean_final_k=_mean(samples["final_k"]),
         tokens_per_question=_mean(samples["tokens_generated"]),
         acceptance_rate=float(accepted / attempted) if is_mh else None,
-        logq_bound=_logq_bound(samples["logq_bound"]) if is_mh else None,
+        logq_bound=_logq_bound(samples["logq_bound"]) if is_mh or first["method"] == "smc" else None,
     )
 
 

@@ -62,7 +62,7 @@ def test_evaluate_reports_the_drawn_particle_and_the_vote(smc_run: Path) -> None
     report = evaluate_runs([smc_run])
     run = report.runs[0]
     assert run.method_label == "smc α=4 N=3"  # the first row's particles
-    assert run.accuracy == 0.0 and run.acceptance_rate is None
+    assert run.accuracy == 0.0 and run.acceptance_rate is None and run.logq_bound == 0.0  # weights sum log q
     assert run.tokens_per_question == pytest.approx(325.0)
     assert run.particle_vote is not None and run.particle_vote.accuracy == pytest.approx(0.5)
     table = voting_table(report)
