@@ -69,9 +69,10 @@ def measure_pair(engine_for: EngineFor, prompts: Sequence[tuple[int, ...]], eos:
     for chains, width in methods.values():  # the first run of a shape pays one-off costs
         timed_run(engine_for(width), chains(prompts[:1], warm, eos))
     seconds: dict[str, list[float]] = {name: [] for name in methods}
-    for prompt in prompts:  # one question alone: MH decodes one sequence, SMC its N particles
+    for index, prompt in enumerate(prompts):  # one question alone: MH decodes one sequence, SMC its N
         for name, (chains, width) in methods.items():
             seconds[name].append(timed_run(engine_for(width), chains([prompt], args, eos))[0])
+            print(f"latency: question {index} {name} {seconds[name][-1]:.1f}s", file=sys.stderr, flush=True)
     latency = {f"{name}_s_per_question": round(statistics.mean(values), 2) for name, values in seconds.items()}
     per_question_ratio = [s / m for s, m in zip(seconds["smc"], seconds["mh"], strict=True)]
     lines = [{"benchmark": "smc_vs_mh", "measure": "latency", **common, "questions": len(prompts), **latency,
@@ -81,6 +82,7 @@ def measure_pair(engine_for: EngineFor, prompts: Sequence[tuple[int, ...]], eos:
     for name, (chains, _) in methods.items():  # every question in flight
         wall, tokens[name] = timed_run(engine_for(args.batch), chains(prompts, args, eos))
         rates[name] = tokens[name] / wall
+        print(f"throughput: {name} {tokens[name]} tokens in {wall:.1f}s", file=sys.stderr, flush=True)
     lines.append({"benchmark": "smc_vs_mh", "measure": "throughput", **common, "questions": len(prompts),
                   "batch": args.batch, **{f"{n}_tokens_per_s": round(r, 2) for n, r in rates.items()},
                   **{f"{n}_tokens_per_question": round(t / len(prompts), 1) for n, t in tokens.items()},
