@@ -6,6 +6,9 @@ Two measurements, each a ratio against MH in the same process:
   (all N decoded together) against one MH chain with k proposals per block, question by question;
 * throughput — proposal tokens/s (every sampled token, rejected proposals and discarded
   particles included) with every question in flight at once, up to ``--batch`` sequences decoding.
+  An MH chain is one sequence and an SMC chain N, so with fewer questions than ``--batch`` MH
+  leaves the batch part empty (the lines say how full: ``*_in_flight``); use at least
+  ``--batch`` questions to compare full batches.
 
 Prints one JSON line per measurement. On the CPU with the embedded model (the defaults):
 
@@ -85,6 +88,8 @@ def measure_pair(engine_for: EngineFor, prompts: Sequence[tuple[int, ...]], eos:
         print(f"throughput: {name} {tokens[name]} tokens in {wall:.1f}s", file=sys.stderr, flush=True)
     lines.append({"benchmark": "smc_vs_mh", "measure": "throughput", **common, "questions": len(prompts),
                   "batch": args.batch, **{f"{n}_tokens_per_s": round(r, 2) for n, r in rates.items()},
+                  # sequences decoding at once at the start: below the batch, a method is starved
+                  **{f"{n}_in_flight": min(len(prompts) * width, args.batch) for n, (_, width) in methods.items()},
                   **{f"{n}_tokens_per_question": round(t / len(prompts), 1) for n, t in tokens.items()},
                   "smc_over_mh": round(rates["smc"] / rates["mh"], 3)})
     return lines
