@@ -62,7 +62,8 @@ class DriverLoop:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self.chains = chains
         self.on_done = on_done
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # a backend may lower it during the run (out of memory)
+        self.group_limit = max_batch  # the largest request group: the batch the run was given
         self.decider = decider
         self.exhausted = False
         self.deciding: list[tuple[Chain, Decide]] = []
@@ -166,21 +167,26 @@ class DriverLoop:
                                 "RequestGroup or Decide")
 
     def _check_group(self, group: RequestGroup) -> None:
-        """Refuse an empty group, one larger than ``max_batch`` (it could never be placed) or a bad member."""
+        """Refuse an empty group, one larger than the run's batch, or a bad member."""
         if not group.requests:
             raise ValueError("a request group needs at least one request")
-        if len(group.requests) > self.max_batch:
+        if len(group.requests) > self.group_limit:
             raise ValueError(f"a group of {len(group.requests)} requests cannot run in a batch of "
-                             f"{self.max_batch}; raise the batch size to at least the group's size")
+                             f"{self.group_limit}; raise the batch size to at least the group's size")
         for request in group.requests:
             check_request(request)
 
     def _submit_waiting_groups(self) -> None:
-        """Submit waiting groups, oldest first, while each fits beside the requests in work."""
+        """Submit waiting groups, oldest first, while each fits beside the requests in work.
+
+        A group goes in whole even when larger than ``max_batch`` if nothing else is in work: a
+        backend may lower ``max_batch`` after the group was accepted (out of memory), and it
+        queues what its batch cannot take.
+        """
         in_work = self._in_work()
         while self.waiting_groups:
             chain, group = self.waiting_groups[0]
-            if in_work + len(group.requests) > self.max_batch:
+            if in_work and in_work + len(group.requests) > self.max_batch:
                 return
             self.waiting_groups.popleft()
             self.waiting_requests -= len(group.requests)

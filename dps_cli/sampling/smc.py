@@ -38,6 +38,10 @@ resampling, slot i continues its new ancestor's sequence with its own stream. Re
 final draw use the chain's ``rng``. A chain's tokens and weights therefore depend only on its
 seed, not on what shares its batches. Children share their parent's `Sequence` (the same object:
 on ``hf`` its key/value cache, on ``vllm`` its prefix in the prefix cache), never a copy.
+
+Cost on ``hf``: as for any request, each round's request copies its prefix's cache into a batch
+row and its completion copies the row back out, so a particle moves O(T^2 / m) cache columns over
+T tokens; a larger chunk m means fewer copies and fewer chances to resample.
 """
 
 from __future__ import annotations
