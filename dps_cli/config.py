@@ -11,7 +11,7 @@ from typing import Any
 
 from dps_cli.errors import UserError
 
-METHODS = ("power", "dps", "temperature", "greedy")
+METHODS = ("power", "dps", "temperature", "greedy", "smc")
 # What a power chain does after the block in which its state ends at EOS (DESIGN §1): "stop" is the
 # published algorithm and the cost the paper assumes (biased); "continue" keeps running MH (exact).
 AFTER_EOS_MODES = ("stop", "continue")
@@ -26,6 +26,17 @@ DEFAULT_HIDDEN_LAYER = 11
 EMBEDDED_MODEL = "smollm2-135m"  # the embedded default model's alias (dps_cli.models.embedded)
 DEFAULT_BATCH = {"cpu": 16, "mps": 16, "cuda": 64}  # chains per batch by device; decoding is memory-bound
 DEFAULT_FLUSH_EVERY = 16
+# Power-SMC (DESIGN §1; dps_cli.sampling.smc): particles N, tokens per round m, resampling when
+# ESS < rho * N, and M tokens of exponent bridging (0 = off). N = 8: the proposal count of the fixed
+# k = 8 baseline. m = 16: on the embedded model (48 tokens, N = 8, CPU) one round per completion
+# (m = 48) took 2-3x the time of m = 4 or 16 and sampled 30% more tokens (no pruning of weak
+# particles midway), while 4 and 16 were within the shared machine's noise; on hf every round
+# copies each particle's cache (O(T^2 / m) over T tokens), 4x more copies at m = 4 than at 16.
+# rho = 0.5 and no bridge: the usual ESS rule, and the target p^alpha from the first token.
+SMC_DEFAULT_PARTICLES = 8
+SMC_DEFAULT_CHUNK = 16
+SMC_DEFAULT_ESS = 0.5
+SMC_DEFAULT_BRIDGE = 0
 MAX_SEEDS = 100_000  # sample seeds per question; a typo such as 0-99999999999 must not exhaust memory
 MAX_SEED = 2**31 - 1  # seeds are stored as int32
 # Bounds on values that reach numpy, torch and the int32/float32 Parquet columns. Beyond them a run
@@ -95,6 +106,10 @@ class SampleConfig:
     batch_size: int | None = None
     backend: str = "auto"  # auto | hf | vllm; the pipeline resolves auto before writing the manifest
     run_seed: int = 0
+    particles: int = SMC_DEFAULT_PARTICLES  # smc only, as are the three below
+    smc_chunk: int = SMC_DEFAULT_CHUNK
+    smc_ess: float = SMC_DEFAULT_ESS
+    smc_bridge: int = SMC_DEFAULT_BRIDGE
     flush_every: int = DEFAULT_FLUSH_EVERY
     command: str = field(default="", compare=False)  # provenance, not a setting
 
@@ -120,7 +135,7 @@ class SampleConfig:
         for flag, value in (("--alpha", self.alpha), ("--temperature", self.temperature), ("--tau", self.tau)):
             if value is not None and not math.isfinite(value):
                 raise UserError(f"{flag} {value} must be a finite number.")
-        if self.method in ("power", "dps") and not self.alpha > 1:
+        if self.method in ("power", "dps", "smc") and not self.alpha > 1:
             raise UserError(f"--alpha {self.alpha} must be greater than 1 (the power of p^alpha).")
         if self.temperature is not None and self.temperature <= 0:
             raise UserError(f"--temperature {self.temperature} must be positive; use --method greedy for 0.")
@@ -160,6 +175,25 @@ class SampleConfig:
             raise UserError(f"--flush-every {self.flush_every} must be at least 1.")
         if self.hidden_layer is not None and self.hidden_layer < 0:
             raise UserError(f"--hidden-layer {self.hidden_layer} must be >= 0 or 'none'.")
+        self._check_smc()
+
+    def _check_smc(self) -> None:
+        """The Power-SMC settings: ranges always, the rest only for --method smc."""
+        if self.particles < 1:
+            raise UserError(f"--particles {self.particles} must be at least 1.")
+        if self.smc_chunk < 1:
+            raise UserError(f"--smc-chunk {self.smc_chunk} must be at least 1.")
+        if not 0 < self.smc_ess <= 1:  # also refuses nan
+            raise UserError(f"--smc-ess {self.smc_ess} must lie in (0, 1]: resample when ESS < rho * N.")
+        if self.smc_bridge < 0:
+            raise UserError(f"--smc-bridge {self.smc_bridge} must be >= 0 (0: no bridging).")
+        if self.method != "smc":
+            return
+        if self.controller is not None:
+            raise UserError("--controller sets k for MH (--method dps); --method smc takes none.",
+                            "Drop --controller, or use --method dps.")
+        if self.batch_size is not None:
+            check_particles_fit(self.particles, self.batch_size, "--batch-size")
 
     @property
     def proposal_temperature(self) -> float:
@@ -183,25 +217,37 @@ class SampleConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: rerunning with the same identity resumes it."""
-        mh = self.method in ("power", "dps")
+        mh, smc = self.method in ("power", "dps"), self.method == "smc"
         return {
             "task": self.bench,
             "data": str(self.data) if self.data else None,
             "model": self.model,
             "method": self.method,
-            "alpha": self.alpha if mh else None,
+            "alpha": self.alpha if mh or smc else None,
             "k": (K_SCHEDULE.start if self.method == "dps" else self.k) if mh else None,
             "temperature": self.proposal_temperature,
             "max_new_tokens": self.max_new_tokens,
             "blocks": self.blocks if mh else None,
             "after_eos": self.after_eos if mh else None,
             "checkpoints": list(self.active_checkpoints),
-            "hidden_layer": self.hidden_layer,
+            "hidden_layer": None if smc else self.hidden_layer,  # SMC records no hidden states
             "controller": self.controller,
             "tau": self.tau,
             "run_seed": self.run_seed,
             "backend": self.backend,
-        }
+            **{key: value if smc else None for key, value in (
+                ("particles", self.particles), ("smc_chunk", self.smc_chunk), ("smc_ess", self.smc_ess),
+                ("smc_bridge", self.smc_bridge))},
+        }  # fmt: skip
+
+
+def check_particles_fit(particles: int, batch_size: int, source: str) -> None:
+    """One SMC round decodes all N particles of a chain together: N must fit in one batch."""
+    if particles > batch_size:
+        raise UserError(
+            f"--particles {particles} needs {particles} chains decoded together, but {source} is {batch_size}.",
+            f"Use --particles {batch_size} or less, or --batch-size {particles} or more.",
+        )
 
 
 def sample_argv(config: SampleConfig, omit: tuple[str, ...] = ()) -> list[str]:
@@ -230,6 +276,8 @@ def sample_argv(config: SampleConfig, omit: tuple[str, ...] = ()) -> list[str]:
         "--device": config.device, "--dtype": config.dtype,
         "--batch-size": None if config.batch_size is None else str(config.batch_size),
         "--backend": config.backend, "--flush-every": str(config.flush_every), "--run-seed": str(config.run_seed),
+        "--particles": str(config.particles), "--smc-chunk": str(config.smc_chunk),
+        "--smc-ess": repr(config.smc_ess), "--smc-bridge": str(config.smc_bridge),
     }  # fmt: skip
     unknown = set(omit) - set(values)
     if unknown:

@@ -54,6 +54,10 @@ def sample_row(**overrides: Any) -> dict[str, Any]:
         "hidden_layer": None,
         "checkpoints": [],
         "question_embedding": None,
+        "particle_completions": None,
+        "particle_log_weights": None,
+        "resamples": None,
+        "log_z": None,
     }
     unknown = set(overrides) - set(SAMPLE_SCHEMA.names)
     if unknown:

@@ -41,6 +41,7 @@ def reproduce(
     stage: Annotated[StageChoice, typer.Option(help="Run one stage only.")] = StageChoice[ALL_STAGES],
     slurm: Annotated[bool, typer.Option("--slurm", help="Submit every stage as Slurm jobs and exit.")] = False,
     sbatch: SbatchOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the table's rows as JSON instead.")] = False,
 ) -> None:
     """Reproduce the DPS paper's pipeline end to end (resumable: rerun to continue).
 
@@ -73,7 +74,11 @@ def reproduce(
         return
     stages = STAGES if stage.value == ALL_STAGES else (stage.value,)
     result = run_reproduce(options, stages, progress=_progress_bars)
-    if result.report is not None:
+    if result.report is not None and json_output:
+        import json
+
+        typer.echo(json.dumps(result.report.to_dict(), indent=2))
+    elif result.report is not None:
         _print_report(result.report, options.reports_dir)
 
 

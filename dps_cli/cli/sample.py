@@ -1,4 +1,4 @@
-"""`dps sample`: run power, DPS, temperature or greedy sampling into a run directory."""
+"""`dps sample`: run power, DPS, Power-SMC, temperature or greedy sampling into a run directory."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def sample(
     checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides); those beyond --blocks are dropped, and --method dps needs at least one within.", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = str(DEFAULTS["hidden_layer"]),
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,
+    particles: Annotated[int, typer.Option(help="Power-SMC particles N (--method smc); all N decode together, so N <= --batch-size.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["particles"],
+    smc_chunk: Annotated[int, typer.Option(help="Tokens each particle samples per SMC round (--method smc).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["smc_chunk"],
+    smc_ess: Annotated[float, typer.Option(help="Resample when ESS < rho * N; rho in (0, 1] (--method smc).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["smc_ess"],
+    smc_bridge: Annotated[int, typer.Option(help="Tokens over which the exponent rises from 1 to alpha; 0 = off (--method smc).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["smc_bridge"],
     tau: Annotated[Optional[float], typer.Option(help="Escalate k when 1 - p_enough > tau (default: the controller's recommended tau, else 0.5).", rich_help_panel=METHOD_PANEL)] = None,
     registry: RegistryOption = None,
     seeds: Annotated[str, typer.Option(help="Sample seeds per question, e.g. 0-7 or 0,3.", rich_help_panel=RUN_PANEL)] = format_seeds(DEFAULTS["seeds"]),
@@ -72,6 +76,8 @@ def sample(
 
       dps sample --bench math500 --method dps --controller my-gbdt --tau 0.5
 
+      dps sample --bench arith --method smc --particles 8 --max-new-tokens 96 --limit 8
+
       dps sample --bench math500 --seeds 0-7 --slurm-array 8 --sbatch partition=gpu > array.sbatch
 
     Rerunning the same command resumes: (question, seed) pairs already stored are skipped.
@@ -92,7 +98,7 @@ def sample(
         controller=controller, tau=tau, registry=registry, seeds=parse_seeds(seeds), limit=limit, offset=offset,
         shard=parse_shard(shard), data=data, device=device, dtype=dtype, batch_size=batch_size, backend=backend,
         run_seed=run_seed, command=" ".join(["dps", *sys.argv[1:]]),
-        flush_every=flush_every,
+        flush_every=flush_every, particles=particles, smc_chunk=smc_chunk, smc_ess=smc_ess, smc_bridge=smc_bridge,
     )
     if slurm_array is not None:
         from dps_cli.pipeline.slurm import parse_sbatch, resources_for_device, sample_array_script

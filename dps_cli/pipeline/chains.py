@@ -15,6 +15,7 @@ from dps_cli.sampling.factory import make_backend
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
 from dps_cli.sampling.results import CheckpointRecord
+from dps_cli.sampling.smc import SMCSettings, smc_chain
 
 if TYPE_CHECKING:
     from dps_cli.pipeline.plan import ChainPlan
@@ -27,14 +28,15 @@ logger = logging.getLogger(__name__)
 
 def build_engine(config: SampleConfig, loaded: LoadedModel) -> Backend:
     """The run's sampling backend (``config.backend``), with a batched controller for DPS."""
-    if config.hidden_layer is not None and config.hidden_layer > loaded.num_layers:
+    hidden_layer = None if config.method == "smc" else config.hidden_layer  # SMC records none
+    if hidden_layer is not None and hidden_layer > loaded.num_layers:
         from dps_cli.errors import UserError
 
-        raise UserError(f"--hidden-layer {config.hidden_layer} exceeds the model's {loaded.num_layers} layers.",
+        raise UserError(f"--hidden-layer {hidden_layer} exceeds the model's {loaded.num_layers} layers.",
                         "Pick a smaller layer or 'none'.")
     decider = _controller_decider(config, loaded) if config.method == "dps" else None
     return make_backend(config.backend, loaded.model, loaded.eos_token_ids,
-                        max_batch=config.resolved_batch_size(loaded.device), hidden_layer=config.hidden_layer,
+                        max_batch=config.resolved_batch_size(loaded.device), hidden_layer=hidden_layer,
                         decider=decider)
 
 
@@ -42,6 +44,8 @@ def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> A
     """The generator that runs one chain under the configured method."""
     rng = chain_rng(config.run_seed, plan.question.id, plan.seed)
     hidden = config.hidden_layer is not None
+    if config.method == "smc":
+        return smc_chain(plan.prompt_ids, smc_settings(config, loaded.eos_token_ids), rng)
     if config.method in ("temperature", "greedy"):
         return sampling_chain(plan.prompt_ids, config.max_new_tokens, config.proposal_temperature, rng,
                               loaded.eos_token_ids, hidden)
@@ -52,6 +56,13 @@ def make_driver(config: SampleConfig, plan: ChainPlan, loaded: LoadedModel) -> A
         assert config.tau is not None, "resolve tau with with_default_tau() first"
         return power_chain(plan.prompt_ids, settings, DynamicK(tau=config.tau), rng)
     return power_chain(plan.prompt_ids, settings, FixedK(config.k), rng)
+
+
+def smc_settings(config: SampleConfig, eos_token_ids: tuple[int, ...]) -> SMCSettings:
+    """The Power-SMC settings of ``config`` (--particles, --smc-chunk, --smc-ess, --smc-bridge)."""
+    return SMCSettings(alpha=config.alpha, max_new_tokens=config.max_new_tokens, particles=config.particles,
+                       chunk=config.smc_chunk, ess_threshold=config.smc_ess, bridge=config.smc_bridge,
+                       eos_token_ids=eos_token_ids)
 
 
 def with_default_tau(config: SampleConfig) -> SampleConfig:

@@ -9,11 +9,15 @@ Definitions used in every report:
 * tokens/question — mean over samples of ``tokens_generated`` (rejected proposals included): one
   sample answers a question, so a power chain counts all its proposals; voting baselines
   (``--vote``, ``--match``; `dps_cli.report.voting`) count all N samples they use;
+* Power-SMC (``smc``) — accuracy is the drawn particle's; ``particle_vote`` is the weighted
+  majority vote over every sample's particles (`dps_cli.pipeline.particle_vote`); tokens/question
+  counts every particle;
 * acceptance — total accepted / total attempted MH proposals (only for power and dps);
 * log q bound — the largest ``logq_bound`` of any chain: how far the MH log acceptance ratios
-  may be off where a backend normalizes q over the top-K log-probabilities only (``vllm``);
-  "exact" when it is 0 (the ``hf`` backend, or a top-K covering the vocabulary); only for power
-  and dps, and n/a when some chain has none (stored before schema 1.1);
+  (or Power-SMC's log weights) may be off where a backend normalizes q over the top-K
+  log-probabilities only (``vllm``); "exact" when it is 0 (the ``hf`` backend, or a top-K
+  covering the vocabulary); only for power, dps and smc, and n/a when some chain has none
+  (stored before schema 1.1);
 * a comparison — over the questions both runs answered: Δaccuracy (run - baseline) with a paired
   bootstrap interval, and the time ratio run / baseline of s/question.
 """
@@ -53,7 +57,7 @@ MH_METHODS = ("power", "dps")
 SUMMARY_COLUMNS = (
     "question_id", "seed", "model", "method", "alpha", "temperature", "k_initial", "controller",
     "tau", "final_k", "proposals_attempted", "proposals_accepted", "tokens_generated",
-    "wall_time_s", "logq_bound",
+    "wall_time_s", "logq_bound", "particle_log_weights",
 )  # fmt: skip
 
 __all__ = [
@@ -97,6 +101,10 @@ def evaluate_runs(
         )
         all_grades.append(grades)
         summary = summarize_run(run_dir, grades=grades, label=label)
+        if summary.method == "smc":
+            from dps_cli.pipeline.particle_vote import particle_vote
+
+            summary = replace(summary, particle_vote=particle_vote(run_dir, workers, unsafe_sandbox))
         external = external_judge(summary.task)
         if external is not None:  # e.g. AlpacaEval: no local grade, a judge's verdict instead
             verdict = EXTERNAL_JUDGES[external](run_dir, label, regrade, judge, judge_device)
@@ -151,17 +159,19 @@ def summarize_run(
         mean_final_k=_mean(samples["final_k"]),
         tokens_per_question=_mean(samples["tokens_generated"]),
         acceptance_rate=float(accepted / attempted) if is_mh else None,
-        logq_bound=_logq_bound(samples["logq_bound"]) if is_mh else None,
+        logq_bound=_logq_bound(samples["logq_bound"]) if is_mh or first["method"] == "smc" else None,
     )
 
 
 def method_label(row: dict[str, Any]) -> str:
-    """The method and its parameters, e.g. "power α=4 k=8", "dps gbdt τ=0.5"."""
+    """The method and its parameters, e.g. "power α=4 k=8", "dps gbdt τ=0.5", "smc α=4 N=8"."""
     method = str(row.get("method"))
     if method == "power":
         return f"power α={_num(row.get('alpha'))} k={row.get('k_initial')}"
     if method == "dps":
         return f"dps {row.get('controller')} τ={_num(row.get('tau'))}"
+    if method == "smc":
+        return f"smc α={_num(row.get('alpha'))} N={len(row.get('particle_log_weights') or ())}"
     if method == "temperature":
         return f"temperature T={_num(row.get('temperature'))}"
     return method

@@ -8,6 +8,7 @@ import numpy as np
 
 from dps_cli.config import SampleConfig
 from dps_cli.sampling.results import ChainResult, CheckpointRecord
+from dps_cli.sampling.smc import SMCResult
 
 if TYPE_CHECKING:
     from dps_cli.pipeline.plan import ChainPlan
@@ -27,10 +28,28 @@ def checkpoint_struct(record: CheckpointRecord) -> dict[str, Any]:
     }
 
 
+def smc_columns(result: ChainResult, particle_completions: list[str] | None) -> dict[str, Any]:
+    """The Power-SMC columns: every particle's completion and final log weight, resamples, log Z."""
+    if not isinstance(result, SMCResult):
+        return {"particle_completions": None, "particle_log_weights": None, "resamples": None, "log_z": None}
+    if particle_completions is None or len(particle_completions) != len(result.particles):
+        raise ValueError("an SMC row needs the decoded completion of every particle")
+    return {
+        "particle_completions": particle_completions,
+        "particle_log_weights": np.asarray(result.log_weights, dtype=np.float64).tolist(),
+        "resamples": result.resamples,
+        "log_z": float(result.log_z),
+    }
+
+
 def sample_row(config: SampleConfig, plan: ChainPlan, result: ChainResult, completion: str,
-               answer: str | None, model_id: str) -> dict[str, Any]:
-    """One row per (question, seed); parameters live in columns, never in file names."""
-    mh = config.method in ("power", "dps")
+               answer: str | None, model_id: str,
+               particle_completions: list[str] | None = None) -> dict[str, Any]:
+    """One row per (question, seed); parameters live in columns, never in file names.
+
+    ``particle_completions`` (Power-SMC only) are the decoded completions of every particle.
+    """
+    mh, smc = config.method in ("power", "dps"), config.method == "smc"
     return {
         "run_id": config.out.name,
         "task": config.bench,
@@ -46,7 +65,7 @@ def sample_row(config: SampleConfig, plan: ChainPlan, result: ChainResult, compl
         "completion_ids": result.completion_ids.astype(np.int32).tolist(),
         "answer": answer,
         "method": config.method,
-        "alpha": config.alpha if mh else None,
+        "alpha": config.alpha if mh or smc else None,
         "temperature": config.proposal_temperature,
         "max_new_tokens": config.max_new_tokens,
         "blocks": config.blocks if mh else None,
@@ -62,7 +81,8 @@ def sample_row(config: SampleConfig, plan: ChainPlan, result: ChainResult, compl
         "stopped_at_eos": result.stopped_at_eos,
         "logq_bound": result.logq_bound,
         "wall_time_s": result.wall_time_s,
-        "hidden_layer": config.hidden_layer,
+        "hidden_layer": None if smc else config.hidden_layer,  # SMC records no hidden states
         "checkpoints": [checkpoint_struct(r) for r in result.checkpoints],
         "question_embedding": _vector(result.question_embedding),
+        **smc_columns(result, particle_completions),
     }

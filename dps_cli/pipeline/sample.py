@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dps_cli.config import SampleConfig
+from dps_cli.config import SampleConfig, check_particles_fit
 from dps_cli.errors import Interrupted, UserError
 from dps_cli.models.loading import load_model, pick_device, resolve_model
 from dps_cli.pipeline.chains import build_engine, make_driver, with_default_tau
@@ -89,6 +89,7 @@ def sample(config: SampleConfig, progress: ProgressCallback | None = None) -> Sa
     task = get_task(config.bench)
     questions = select_questions(task.load(config.data), config)
     resolve_model(config.model)  # a bad --model fails before the run directory is made
+    _check_particles_fit(config)
     store = RunStore(config.out)
     check_output_dir(config.out, "--out", "Resuming a run writes to it too (locks, parts): copy the run to a "
                      "writable place and pass that as --out.", what="run directory")  # fmt: skip
@@ -157,6 +158,15 @@ def _sample_locked(config: SampleConfig, task: Task, questions: list[Question], 
     finally:
         engine.close()
     return SampleSummary(str(config.out), writer.written, state.skipped, total, time.perf_counter() - started)
+
+
+def _check_particles_fit(config: SampleConfig) -> None:
+    """--method smc: N particles must fit in the device's default batch (SampleConfig checks an
+    explicit --batch-size), before the run directory is made."""
+    if config.method == "smc" and config.batch_size is None:
+        device = pick_device(config.device)
+        check_particles_fit(config.particles, config.resolved_batch_size(device),
+                            f"the default --batch-size on {device.split(':')[0]}")
 
 
 def _resolved_backend(config: SampleConfig) -> SampleConfig:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 MH_METHODS = ("power", "dps")
+#: Methods whose samples are not plain draws, so no voting baseline is built from them.
+NOT_PLAIN = (*MH_METHODS, "smc")
 
 
 def equivalence(task: str) -> Callable[[str, str], bool]:
@@ -48,10 +50,13 @@ def equivalence(task: str) -> Callable[[str, str], bool]:
 
 def vote_answers(task: str, grades: pl.DataFrame) -> list[str | None]:
     """The strings voting compares, in ``grades`` order (gpqa: the original option index)."""
-    answers: list[str | None] = grades["answer"].to_list()
+    return answer_strings(task, grades["answer"].to_list(), grades["grade_detail"].to_list())
+
+
+def answer_strings(task: str, answers: Sequence[str | None], details: Sequence[str | None]) -> list[str | None]:
+    """`vote_answers` over plain lists of extracted answers and their grades' details."""
     if task != "gpqa":
-        return answers
-    details: list[str | None] = grades["grade_detail"].to_list()
+        return list(answers)
     return [detail if answer is not None else None for answer, detail in zip(answers, details, strict=True)]
 
 
@@ -143,7 +148,7 @@ def vote_curve(source: RunSummary, per_question: Mapping[str, Sequence[Sample]])
 
 def voting_sources(summaries: Sequence[RunSummary], exclude: str | None = None) -> list[RunSummary]:
     """Runs of plain samples (temperature, greedy): the ones voting baselines are built from."""
-    return [s for s in summaries if s.method not in MH_METHODS and s.label != exclude]
+    return [s for s in summaries if s.method not in NOT_PLAIN and s.label != exclude]
 
 
 def voting_section(

@@ -17,6 +17,7 @@ from dps_cli.pipeline.stopping import StopSignals
 from dps_cli.runs.atomic import storage_error
 from dps_cli.runs.store import RunStore
 from dps_cli.sampling.results import ChainResult
+from dps_cli.sampling.smc import SMCResult
 from dps_cli.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -44,12 +45,17 @@ class PartWriter:
         from dps_cli.pipeline.rows import sample_row
 
         with self.stops.deferred():
-            completion = self.tokenizer.decode(result.completion_ids.tolist(), skip_special_tokens=True)
+            completion = self.decode(result.completion_ids)
             answer = self.task.extract_answer(completion, plan.question, plan.choice_order)
+            particles = [self.decode(ids) for ids in result.particles] if isinstance(result, SMCResult) else None
             if not self.rows:
                 self.oldest = time.monotonic()
-            self.rows.append(sample_row(self.config, plan, result, completion, answer, self.model_id))
+            self.rows.append(sample_row(self.config, plan, result, completion, answer, self.model_id, particles))
         self.flush_if_due()
+
+    def decode(self, ids: Any) -> str:
+        """A completion's text, special tokens (EOS) left out."""
+        return str(self.tokenizer.decode(ids.tolist(), skip_special_tokens=True))
 
     def flush_if_due(self) -> None:
         """Write the waiting rows if there are ``flush_every`` of them or the oldest is old."""

@@ -52,6 +52,8 @@ def plot_accuracy_tokens(report: EvaluationReport, path: Path, title: str | None
     Error bars are the 95% bootstrap intervals over questions. The x axis is logarithmic: power
     sampling spends many times the tokens of one plain sample. The maj@N and best-of-N curves of
     a run share their x values; they are drawn 2% apart so that both sets of bars stay visible.
+    A Power-SMC run's point is its drawn particle; a hollow diamond 2% to its right is its
+    weighted vote over particles, which costs the same tokens.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -71,6 +73,10 @@ def plot_accuracy_tokens(report: EvaluationReport, path: Path, title: str | None
         axes.errorbar([run.tokens_per_question], [run.accuracy * 100],
                       yerr=[[100 * (run.accuracy - lo)], [100 * (hi - run.accuracy)]],
                       fmt="D", markersize=7, capsize=4, label=f"{run.label} ({run.method_label})")  # fmt: skip
+        vote = run.particle_vote  # Power-SMC: its weighted vote over particles, at the same tokens
+        if vote is not None and vote.accuracy is not None:
+            axes.plot([run.tokens_per_question * DODGE], [vote.accuracy * 100], marker="D", markersize=7,
+                      fillstyle="none", linestyle="none", label=f"{run.label}, weighted vote over particles")
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(LogFormatter())
     axes.xaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))

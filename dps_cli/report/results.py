@@ -107,6 +107,9 @@ class RunSummary:
     # max over chains of the log q bound (schema column ``logq_bound``): 0 when log q is exact,
     # None for runs stored before the column existed
     logq_bound: float | None = None
+    # Power-SMC runs: the weighted majority vote over each sample's particles (accuracy above is
+    # the drawn particle's); None for other methods
+    particle_vote: VoteResult | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from dps_cli.report.voting import MAJORITY, VoteResult
+from dps_cli.report.voting import MAJORITY, WEIGHTED_MAJORITY, VoteResult
 
 if TYPE_CHECKING:
     from dps_cli.report.results import EvaluationReport, PasskReport, RunSummary
@@ -93,9 +93,11 @@ def comparison_table(report: EvaluationReport) -> Table | None:
 
 
 def voting_table(report: EvaluationReport) -> Table | None:
-    """maj@N and best-of-N rows (``--vote``) and the compute-matched baselines (``--match``)."""
+    """maj@N and best-of-N rows (``--vote``), Power-SMC's vote over particles and the
+    compute-matched baselines (``--match``)."""
     voting = report.voting
-    if not voting.votes and not voting.matches:
+    particles = [(run.label, run.particle_vote) for run in report.runs if run.particle_vote is not None]
+    if not voting.votes and not voting.matches and not particles:
         return None
     table = Table(title="Voting baselines (N samples per question)")
     table.add_column("run")
@@ -106,6 +108,9 @@ def voting_table(report: EvaluationReport) -> Table | None:
         for result in (votes.majority, votes.best):
             table.add_row(votes.run, vote_label(result), str(result.n), vote_accuracy_cell(result),
                           _fixed(result.tokens_per_question, 1), _fixed(result.seconds_per_question, 2))  # fmt: skip
+    for label, vote in particles:  # Power-SMC runs
+        table.add_row(label, vote_label(vote), str(vote.n), vote_accuracy_cell(vote),
+                      _fixed(vote.tokens_per_question, 1), _fixed(vote.seconds_per_question, 2))  # fmt: skip
     for match in voting.matches:
         for result in (match.majority, match.best):
             table.add_row(match.source, f"{vote_label(result)} @ tokens of {match.target}", str(result.n),
@@ -130,7 +135,9 @@ def voting_notes(report: EvaluationReport) -> list[str]:
 
 
 def vote_label(result: VoteResult) -> str:
-    """The row label: maj@N, or best-of-N ranked by the base model's mean log p."""
+    """The row label: maj@N, best-of-N ranked by the base model's mean log p, or SMC's vote."""
+    if result.method == WEIGHTED_MAJORITY:
+        return f"weighted maj over {result.n} particles"
     return f"maj@{result.n}" if result.method == MAJORITY else f"best-of-{result.n} (log p)"
 
 

@@ -12,6 +12,10 @@ A question's first N seeds are its N samples. Definitions:
 * tokens / question — ``tokens_generated`` summed over the N samples, averaged over questions;
   seconds / question likewise sums ``wall_time_s``.
 * matching — the N whose tokens / question is closest to a target's (ties: the smaller N).
+* weighted maj over particles (Power-SMC) — each of a sample's N particles votes with its
+  normalized final weight; the answer class of largest total weight wins (ties: the class
+  holding the lowest particle), represented by its heaviest particle. Tokens / question count
+  every particle (they are the sample's ``tokens_generated``).
 
 Accuracies carry a percentile-bootstrap interval over questions (`metrics.bootstrap_ci`).
 """
@@ -28,6 +32,7 @@ from dps_cli.report.metrics import bootstrap_ci
 
 MAJORITY = "majority"
 BEST_OF = "best-of-n"
+WEIGHTED_MAJORITY = "weighted-majority"  # Power-SMC's vote over one sample's particles
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,31 @@ def majority_vote(samples: Sequence[Sample]) -> Sample | None:
     tied = [members for members in classes.values() if len(members) == top]
     winner = max(tied, key=lambda members: (_mean_logp(members), -min(s.seed for s in members)))
     return best_of(winner)
+
+
+def weighted_majority(keys: Sequence[int | None], log_weights: Sequence[float]) -> int | None:
+    """The particle that represents the winning answer class; None if no particle answered.
+
+    A class's weight is the log-sum-exp of its members' log weights (normalizing is a shared
+    constant, so it cannot change the winner); ties go to the class whose first member comes
+    first, and within the class to its heaviest particle (ties: the lowest index).
+    """
+    if len(keys) != len(log_weights):
+        raise ValueError(f"{len(keys)} answer classes for {len(log_weights)} particle weights")
+    members: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        if key is not None:
+            members.setdefault(key, []).append(index)
+    if not members:
+        return None
+    weights = np.asarray(log_weights, dtype=np.float64)
+
+    def total(indices: list[int]) -> float:
+        top = float(np.max(weights[indices]))
+        return top if top == -math.inf else top + math.log(float(np.sum(np.exp(weights[indices] - top))))
+
+    winner = max(members.values(), key=lambda indices: (total(indices), -indices[0]))
+    return max(winner, key=lambda index: (weights[index], -index))
 
 
 def best_of(samples: Sequence[Sample]) -> Sample:

@@ -81,6 +81,14 @@ class Profile:
         return self.vote_seeds or self.seeds
 
     @property
+    def smc_particles(self) -> int:
+        """N of the held-out Power-SMC run: as many full completions as one fixed-k chain spends
+        tokens, 1 + k (B + 1) / 4 (the cost model of the CPU budget below); 11 for k = 8 in 4
+        blocks, 35 in the paper's 16. Both stop early at EOS, so the table shows the two
+        measured tokens / question side by side."""
+        return round(1 + self.baseline_k * (self.blocks + 1) / 4)
+
+    @property
     def test_offset(self) -> int:
         """Held-out questions start right after the training ones."""
         return self.train_questions

@@ -161,6 +161,7 @@ def _row(method: str, summary: RunSummary, card: ControllerCard | None = None) -
     from dps_cli.controllers.card import chance_sentence
 
     marked = card is not None and not card.metrics.beats_chance
+    note = f"{CHANCE_MARK} {chance_sentence(card.name, card.metrics)}" if card is not None and marked else ""
     return ResultRow(
         method=method,
         run=summary.label,
@@ -171,5 +172,15 @@ def _row(method: str, summary: RunSummary, card: ControllerCard | None = None) -
         mean_k=summary.mean_final_k,
         tokens_per_question=summary.tokens_per_question,
         mark=CHANCE_MARK if marked else "",
-        note=f"{CHANCE_MARK} {chance_sentence(card.name, card.metrics)}" if card is not None and marked else "",
+        note=note or smc_note(method, summary),
     )
+
+
+def smc_note(method: str, summary: RunSummary) -> str:
+    """For the Power-SMC row: the accuracy is the drawn particle's; the weighted vote's too."""
+    vote = summary.particle_vote
+    if vote is None:
+        return ""
+    voted = "n/a" if vote.accuracy is None else f"{vote.accuracy * 100:.1f}%"
+    return (f"{method}: the accuracy is that of the particle drawn in proportion to the final weights; "
+            f"the weighted majority vote over all {vote.n} particles scores {voted}, at the same tokens.")

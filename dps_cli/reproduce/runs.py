@@ -102,6 +102,7 @@ def test_runs(options: ReproduceOptions) -> list[tuple[str, Path]]:
     out, profile = options.out, options.profile
     runs = [(f"Fixed k={profile.baseline_k}", out / f"test-k{profile.baseline_k}")]
     runs += [(method_name(kind), out / f"test-dps-{kind}") for kind in options.kinds]
+    runs.append((f"Power-SMC N={profile.smc_particles}", out / "test-smc"))
     runs.append((f"Temperature 1/alpha = {profile.temperature:g}", out / "test-temperature"))
     return runs
 
@@ -134,7 +135,7 @@ def train_configs(options: ReproduceOptions) -> list[SampleConfig]:
 
 
 def test_configs(options: ReproduceOptions) -> list[SampleConfig]:
-    """Held-out runs: fixed k=8, DPS per controller, temperature 1/alpha.
+    """Held-out runs: fixed k=8, DPS per controller, Power-SMC, temperature 1/alpha.
 
     DPS runs leave tau unset: `dps sample` resolves it from the controller's card when it
     starts (`dps_cli.pipeline.chains.with_default_tau`), in process and under Slurm alike.
@@ -151,7 +152,9 @@ def test_configs(options: ReproduceOptions) -> list[SampleConfig]:
         temperature=options.profile.temperature, hidden_layer=None,
         seeds=options.profile.temperature_seeds,  # enough samples for the compute-matched vote
     )  # fmt: skip
-    return [fixed, *dps, temperature]
+    smc = base_config(options, runs["test-smc"], "smc", test=True, particles=options.profile.smc_particles,
+                      hidden_layer=None)  # fmt: skip
+    return [fixed, *dps, smc, temperature]
 
 
 def check_split(options: ReproduceOptions) -> None:

@@ -7,7 +7,8 @@ Stages (``--stage`` runs one; the default runs all four in order):
 1. ``sample-train`` — fixed-k power sampling at k = 2, 4, 6, 8 on the training questions;
 2. ``collect-train`` — `collect` the training table, then train gbdt, mlp-h and mlp-hq;
 3. ``sample-test`` — on the held-out questions: fixed k=8, DPS with each controller at its
-   recommended tau, and plain sampling at temperature 1/alpha;
+   recommended tau, Power-SMC with as many particles as fixed k=8 spends tokens
+   (`Profile.smc_particles`), and plain sampling at temperature 1/alpha;
 4. ``report`` — `evaluate_runs`, `passk_table`, the paper-style table and reports/reproduce.md.
 
 Every stage is idempotent. Sampling skips stored (question, seed) pairs by itself; collect is
@@ -146,7 +147,7 @@ def ensure_controller(
 def stage_sample_test(
     options: ReproduceOptions, progress: ProgressFactory | None, result: ReproduceResult
 ) -> None:
-    """The held-out runs: fixed k=8, DPS with each controller, temperature 1/alpha."""
+    """The held-out runs: fixed k=8, DPS with each controller, Power-SMC, temperature 1/alpha."""
     check_split(options)
     sample_runs(test_configs(options), progress, result)
 

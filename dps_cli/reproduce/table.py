@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dps_cli.controllers.card import chance_sentence
 from dps_cli.runs.atomic import atomic_write_bytes
@@ -110,6 +110,15 @@ class ReproduceReport:
     tau_png: str
     run_dirs: Sequence[str] = field(default_factory=tuple)
     tokens_png: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-ready data (``dps reproduce --json``): every row, the scale, the times."""
+        return {
+            "model": self.model, "task": self.task, "profile": self.profile, "scale_note": self.scale_note,
+            "train_questions": self.train_questions, "test_questions": self.test_questions,
+            "seeds": list(self.seeds), "settings": dict(self.settings), "stage_seconds": dict(self.stage_seconds),
+            "rows": [{**asdict(row), "paper": row.paper} for row in self.rows], "run_dirs": list(self.run_dirs),
+        }  # fmt: skip
 
 
 def table_notes(rows: Sequence[ResultRow]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 CHECKPOINT_TYPE = pa.struct(
     [
@@ -43,7 +43,7 @@ SAMPLE_SCHEMA = pa.schema(
         ("completion", pa.string()),
         ("completion_ids", pa.list_(pa.int32())),
         ("answer", pa.string()),  # extracted at sampling time; null if none found
-        ("method", pa.string()),  # power | dps | temperature | greedy
+        ("method", pa.string()),  # power | dps | temperature | greedy | smc
         ("alpha", pa.float32()),
         ("temperature", pa.float32()),  # proposal temperature (1/alpha for power and dps)
         ("max_new_tokens", pa.int32()),
@@ -66,12 +66,23 @@ SAMPLE_SCHEMA = pa.schema(
         ("hidden_layer", pa.int32()),
         ("checkpoints", pa.list_(CHECKPOINT_TYPE)),
         ("question_embedding", pa.list_(pa.float32())),
+        # Power-SMC (method smc; null for other methods and in parts written before schema 1.2):
+        # every particle's completion (``completion`` is the drawn one), its final log weight
+        # (after the last resampling), how many times the particles were resampled, and the
+        # log normalizing-constant estimate (log of an unbiased estimate of sum_x p(x)^alpha)
+        ("particle_completions", pa.list_(pa.string())),
+        ("particle_log_weights", pa.list_(pa.float64())),
+        ("resamples", pa.int32()),
+        ("log_z", pa.float64()),
     ],
     metadata={b"dps_schema_version": SCHEMA_VERSION.encode()},
 )
 
 # Columns added after 1.0, with the version that added them: older parts may lack them.
-ADDED_COLUMNS = {"logq_bound": "1.1"}
+ADDED_COLUMNS = {
+    "logq_bound": "1.1",
+    **dict.fromkeys(("particle_completions", "particle_log_weights", "resamples", "log_z"), "1.2"),
+}
 REQUIRED_COLUMNS = tuple(name for name in SAMPLE_SCHEMA.names if name not in ADDED_COLUMNS)
 
 # Key columns that identify a row; resume skips pairs already stored.

@@ -52,6 +52,27 @@ def test_sample_values_out_of_range(tmp_path: Path, extra: list[str], message: s
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--particles", "0"], "--particles 0 must be at least 1."),
+        (["--smc-chunk", "0"], "--smc-chunk 0 must be at least 1."),
+        (["--smc-ess", "0"], "--smc-ess 0.0 must lie in (0, 1]: resample when ESS < rho * N."),
+        (["--smc-ess", "1.5"], "--smc-ess 1.5 must lie in (0, 1]: resample when ESS < rho * N."),
+        (["--smc-ess", "nan"], "--smc-ess nan must lie in (0, 1]: resample when ESS < rho * N."),
+        (["--smc-bridge", "-1"], "--smc-bridge -1 must be >= 0 (0: no bridging)."),
+        (["--particles", "9", "--batch-size", "8"],
+         "--particles 9 needs 9 chains decoded together, but --batch-size is 8."),
+        (["--particles", "17", "--device", "cpu"],
+         "--particles 17 needs 17 chains decoded together, but the default --batch-size on cpu is 16."),
+        (["--controller", "my-gbdt"], "--controller sets k for MH (--method dps); --method smc takes none."),
+    ],
+)
+def test_sample_smc_values_out_of_range(tmp_path: Path, extra: list[str], message: str) -> None:
+    assert message in invoke(*sample_args(tmp_path, "--method", "smc", *extra)).stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_sample_out_naming_a_regular_file(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.write_text("not a directory")

@@ -33,6 +33,10 @@ SHOWN = {
     "--backend": lambda c: c.backend,
     "--flush-every": lambda c: str(c.flush_every),
     "--run-seed": lambda c: str(c.run_seed),
+    "--particles": lambda c: str(c.particles),
+    "--smc-chunk": lambda c: str(c.smc_chunk),
+    "--smc-ess": lambda c: str(c.smc_ess),
+    "--smc-bridge": lambda c: str(c.smc_bridge),
 }
 
 

@@ -24,6 +24,7 @@ from dps_cli.report.voting import (
     match_n,
     tokens_per_question,
     vote_results,
+    weighted_majority,
 )
 from tests.factories import run_config, sample_row, use_fake_task, write_run
 
@@ -33,6 +34,24 @@ def s(seed: int, key: int | None, correct: bool, logp: float = -1.0, tokens: int
 
 
 # ---------------------------------------------------------------- pure functions
+
+
+def test_weighted_majority_sums_weights_not_heads() -> None:
+    # Classes 0 (particles 0, 1, 2: weight 3 e^0) and 1 (particle 3: weight e^2 = 7.39): class 1 wins.
+    assert weighted_majority([0, 0, 0, 1], [0.0, 0.0, 0.0, 2.0]) == 3
+    # e^1 = 2.72 < 1 + e^-0.1 + 1 = 2.90: the light particles win, represented by their heaviest.
+    assert weighted_majority([0, 0, 0, 1], [0.0, -0.1, 0.0, 1.0]) == 0
+    assert weighted_majority([0, 0, 0, 1], [-0.1, 0.0, -0.1, 1.0]) == 1
+    assert weighted_majority([0, 0, 0, 1], [-0.5, 0.0, -0.5, 1.0]) == 3  # 2.21 < 2.72
+
+
+def test_weighted_majority_ties_non_answers_and_zero_weights() -> None:
+    assert weighted_majority([1, 0], [0.0, 0.0]) == 0  # a tie goes to the class of the first particle
+    assert weighted_majority([None, 0, None], [5.0, 0.0, 5.0]) == 1  # non-answers never vote
+    assert weighted_majority([None, None], [0.0, 0.0]) is None
+    assert weighted_majority([0, 1], [-math.inf, 0.0]) == 1  # a particle of zero weight cannot win
+    with pytest.raises(ValueError, match="2 answer classes for 3 particle weights"):
+        weighted_majority([0, 1], [0.0, 0.0, 0.0])
 
 
 def test_majority_picks_the_most_frequent_class() -> None:

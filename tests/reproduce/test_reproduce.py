@@ -32,9 +32,9 @@ from dps_cli.tasks import get_task
 from dps_cli.tasks.base import Grade, Question
 
 TRAIN_RUNS = ("train-k2", "train-k4", "train-k6", "train-k8")
-TEST_RUNS = ("test-k8", "test-dps-gbdt", "test-dps-mlp-h", "test-dps-mlp-hq", "test-temperature")
+TEST_RUNS = ("test-k8", "test-dps-gbdt", "test-dps-mlp-h", "test-dps-mlp-hq", "test-smc", "test-temperature")
 CONTROLLERS = ("arith-gbdt", "arith-mlp-h", "arith-mlp-hq")
-METHODS = ("Fixed k=8", "DPS-GBDT", "DPS-MLP-H", "DPS-MLP-HQ", "Temperature 1/alpha = 0.25")
+METHODS = ("Fixed k=8", "DPS-GBDT", "DPS-MLP-H", "DPS-MLP-HQ", "Power-SMC N=11", "Temperature 1/alpha = 0.25")
 
 
 def tiny_profile(model: Path) -> Profile:
@@ -129,6 +129,8 @@ def test_reproduce_end_to_end_resumes_and_reports(
     dps = RunStore(out / "test-dps-mlp-hq").read_samples()
     assert set(dps["method"]) == {"dps"} and set(dps["controller"]) == {"arith-mlp-hq"}
     assert set(RunStore(out / "test-temperature").read_samples()["method"]) == {"temperature"}
+    smc = RunStore(out / "test-smc").read_samples()  # N = 1 + 8 x (4 + 1) / 4 = 11 particles
+    assert set(smc["method"]) == {"smc"} and {len(w) for w in smc["particle_log_weights"]} == {11}
 
     table = pl.read_parquet(out / "train-table.parquet")
     assert set(table["k"]) == {2, 4, 6, 8}
@@ -153,6 +155,7 @@ def test_reproduce_end_to_end_resumes_and_reports(
     for row in ("Majority vote @ matched tokens", "Best-of-N @ matched tokens"):
         assert f"| {row} |" in report
     assert "Matched tokens: N = " in report and "## Controllers' evidence" in report
+    assert "Power-SMC N=11: the accuracy is that of the particle drawn" in report
     assert (options.reports_dir / "accuracy_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "DPS-GBDT" in report and "| 68.7 | 73.2 |" in report and "| 69.7 | 263.2 |" in report
     assert "![pass@k](passk.png)" in report and "![tau sweep](tau_sweep.png)" in report
@@ -178,6 +181,9 @@ def test_reproduce_end_to_end_resumes_and_reports(
     for method in METHODS[:4]:
         assert method in printed
     assert "not from the paper's setting" in printed
+    as_json = CliRunner().invoke(app, ["reproduce", *_cli_args(options, "report"), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert [row["method"] for row in json.loads(as_json.stdout)["rows"]][: len(METHODS)] == list(METHODS)
 
 
 def _cli_args(options: ReproduceOptions, stage: str) -> list[str]:
@@ -214,10 +220,10 @@ def test_slurm_submission_order_and_scripts(
     names = [job.name for job in jobs]
     assert names == [*TRAIN_RUNS, "collect-train", *TEST_RUNS, "report"]
     ids = {job.name: job.job_id for job in jobs}
-    assert [job.job_id for job in jobs] == [str(i) for i in range(101, 112)]
+    assert [job.job_id for job in jobs] == [str(i) for i in range(101, 113)]
     assert jobs[4].after == tuple(ids[name] for name in TRAIN_RUNS)
     after = {job.name: job.after for job in jobs}
-    assert after["test-k8"] == () and after["test-temperature"] == ()
+    assert after["test-k8"] == after["test-smc"] == after["test-temperature"] == ()
     assert after["test-dps-gbdt"] == after["test-dps-mlp-hq"] == (ids["collect-train"],)
     assert after["report"] == tuple(ids[name] for name in TEST_RUNS)
 
@@ -233,6 +239,8 @@ def test_slurm_submission_order_and_scripts(
     dps_script = next(job for job in jobs if job.name == "test-dps-mlp-h").script.read_text()
     assert "--method dps" in dps_script and "--controller arith-mlp-h" in dps_script
     assert "--tau" not in dps_script and "--offset 6 --out" in dps_script
+    smc_script = next(job for job in jobs if job.name == "test-smc").script.read_text()
+    assert "--method smc" in smc_script and "--particles 11 " in smc_script
     report_script = jobs[-1].script.read_text()
     assert "-m dps_cli reproduce --stage report" in report_script
     assert "#SBATCH --array" not in report_script and "gres" not in report_script

@@ -7,6 +7,7 @@ Regenerate the golden file after a deliberate format change with
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -54,10 +55,19 @@ def report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ReproduceReport:
                    controller="arith-gbdt", tau=0.5, tokens_generated=90, final_k=4)
         for q in ANSWERS
     ])  # fmt: skip
+    # Power-SMC: the drawn particle ("\boxed{0}") is wrong; the vote of the two light right
+    # particles against one heavier wrong one (e^0 + e^0 > e^0.5) is right.
+    smc = write_run(tmp_path / "test-smc", [
+        sample_row(question_id=q, seed=0, reference=q[-1], completion="\\boxed{0}", method="smc",
+                   tokens_generated=135, wall_time_s=2.0, k_schedule=[], final_k=None, k_initial=None,
+                   particle_completions=[f"\\boxed{{{q[-1]}}}", f"\\boxed{{{q[-1]}}}", "\\boxed{0}"],
+                   particle_log_weights=[0.0, 0.0, 0.5], resamples=1, log_z=-3.0)
+        for q in ANSWERS
+    ])  # fmt: skip
     temperature = temperature_run(tmp_path, "test-temperature")
-    evaluation = evaluate_runs([power, dps, temperature], match=power, curves=True)
+    evaluation = evaluate_runs([power, dps, smc, temperature], match=power, curves=True)
     chance, better = card("arith-gbdt", 0.0, 0.62), card("arith-mlp-h", 0.7, 0.9)
-    methods = ("Fixed k=8", "DPS-GBDT", "Temperature 1/alpha = 0.25")
+    methods = ("Fixed k=8", "DPS-GBDT", "Power-SMC N=3", "Temperature 1/alpha = 0.25")
     cards = {"DPS-GBDT": chance}
     rows = [_row(m, s, cards.get(m)) for m, s in zip(methods, evaluation.runs, strict=True)]
     rows += matched_rows(evaluation, "Fixed k=8")
@@ -89,6 +99,10 @@ def test_reproduce_rows_say_what_was_matched_and_marked(report: ReproduceReport)
     assert by_method["DPS-GBDT"].mark == "†" and by_method["Fixed k=8"].mark == ""
     assert "no better than chance at this scale" in by_method["DPS-GBDT"].note
     assert by_method["Fixed k=8"].tokens_per_question == 140.0
+    smc = by_method["Power-SMC N=3"]
+    assert smc.accuracy == 0.0 and smc.tokens_per_question == 135.0 and smc.mean_k is None
+    assert smc.note == ("Power-SMC N=3: the accuracy is that of the particle drawn in proportion to the final "
+                        "weights; the weighted majority vote over all 3 particles scores 100.0%, at the same tokens.")
 
 
 def test_reproduce_markdown_has_the_evidence_and_the_plot(report: ReproduceReport) -> None:
@@ -100,3 +114,11 @@ def test_reproduce_markdown_has_the_evidence_and_the_plot(report: ReproduceRepor
         "so this controller is no better than chance at this scale." in text  # fmt: skip
     assert "arith-mlp-h: held-out ROC-AUC 0.270 [0.700, 0.900]" in text and "beats chance" in text
     assert not math.isnan(report.cards[0].metrics.train_roc_auc)
+
+
+def test_reproduce_json_has_every_row(report: ReproduceReport) -> None:
+    data = json.loads(json.dumps(report.to_dict()))
+    rows = {row["method"]: row for row in data["rows"]}
+    assert list(rows) == [row.method for row in report.rows]
+    assert rows["Power-SMC N=3"]["tokens_per_question"] == 135.0 and rows["Power-SMC N=3"]["paper"] is None
+    assert rows["Fixed k=8"]["paper"] == [69.7, 263.2] and data["profile"] == "cpu"

@@ -155,6 +155,19 @@ def test_a_part_of_schema_1_0_reads_with_a_null_logq_bound(tmp_path: Path) -> No
     assert frame["logq_bound"].to_list() == [0.25, None]
 
 
+def test_a_part_of_schema_1_1_reads_with_null_smc_columns(tmp_path: Path) -> None:
+    """Parts written before the Power-SMC columns (schema 1.1) read back with nulls there."""
+    smc = ["particle_completions", "particle_log_weights", "resamples", "log_z"]
+    write_run(tmp_path, [sample_row(seed=0, method="smc", particle_completions=["a", "b"],
+                                    particle_log_weights=[0.0, -1.5], resamples=2, log_z=-3.25)])
+    old = pa.Table.from_pylist([sample_row(seed=1)], schema=SAMPLE_SCHEMA).drop_columns(smc)
+    pq.write_table(old.replace_schema_metadata({b"dps_schema_version": b"1.1"}),
+                   tmp_path / "samples" / "part-00001-old11000.parquet")
+    frame = RunStore(tmp_path).read_samples().sort("seed")
+    assert frame.columns == SAMPLE_SCHEMA.names
+    assert frame.select(smc).rows() == [(["a", "b"], [0.0, -1.5], 2, -3.25), (None, None, None, None)]
+
+
 def test_scan_refuses_a_foreign_parquet_file(tmp_path: Path) -> None:
     write_run(tmp_path, [sample_row()])
     foreign = tmp_path / "samples" / "part-00001-foreign0.parquet"

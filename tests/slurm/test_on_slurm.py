@@ -136,7 +136,7 @@ def assert_ran_in_order(cluster: Cluster, ids: dict[str, str], after: dict[str, 
 TRAIN = ["train-k2", "train-k4", "train-k6", "train-k8"]
 DPS = ["test-dps-gbdt", "test-dps-mlp-h", "test-dps-mlp-hq"]
 AFTER = {"collect-train": TRAIN, **{name: ["collect-train"] for name in DPS},
-         "report": ["test-k8", *DPS, "test-temperature"]}  # fmt: skip
+         "report": ["test-k8", *DPS, "test-smc", "test-temperature"]}  # fmt: skip
 
 
 def submitted(stderr: str) -> dict[str, str]:
@@ -154,13 +154,13 @@ def test_reproduce_on_slurm_stops_at_a_failed_stage_and_the_printed_resume_finis
     result = RUNNER.invoke(app, ["reproduce", *argv])
     assert result.exit_code == 0, result.output
     ids = submitted(result.stderr)
-    assert list(ids) == [*TRAIN, "collect-train", "test-k8", *DPS, "test-temperature", "report"]
+    assert list(ids) == [*TRAIN, "collect-train", "test-k8", *DPS, "test-smc", "test-temperature", "report"]
     slurm_cluster.wait(list(ids.values()), timeout_s=600)
 
     folder = out / "slurm"
     states = {name: set(slurm_cluster.states(job).values()) for name, job in ids.items()}
     assert states["collect-train"] == {"FAILED"}, logs(folder)
-    for name in [*TRAIN, "test-k8", "test-temperature"]:
+    for name in [*TRAIN, "test-k8", "test-smc", "test-temperature"]:
         assert states[name] == {"COMPLETED"}, (name, logs(folder))
     for name in [*DPS, "report"]:
         assert states[name] == {"CANCELLED"}, (name, states)  # their dependency failed
@@ -184,7 +184,7 @@ def test_reproduce_on_slurm_stops_at_a_failed_stage_and_the_printed_resume_finis
         assert set(slurm_cluster.states(job).values()) == {"COMPLETED"}, (name, logs(folder))
     assert_ran_in_order(slurm_cluster, again, AFTER)
     assert (reports / "reproduce.md").is_file()
-    for name in [*TRAIN, "test-k8", *DPS, "test-temperature"]:
+    for name in [*TRAIN, "test-k8", *DPS, "test-smc", "test-temperature"]:
         frame = RunStore(out / name).read_samples()
         expected = 3 if name in TRAIN else 2
         assert frame.height == expected and frame.select("question_id", "seed").unique().height == expected

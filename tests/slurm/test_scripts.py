@@ -35,7 +35,7 @@ EVERY_FIELD = SampleConfig(
     checkpoints=(1, 3), hidden_layer=None, controller="my-gbdt", tau=0.123456789,
     registry=Path("reg"), seeds=(0, 1, 2, 5, 9, 3), limit=7, offset=2, shard=(1, 3),
     data=Path("data/math500.json"), device="cuda:1", dtype="bfloat16", batch_size=5, backend="hf",
-    run_seed=42, flush_every=3, after_eos="continue",
+    run_seed=42, flush_every=3, after_eos="continue", particles=5, smc_chunk=7, smc_ess=0.25, smc_bridge=12,
 )  # fmt: skip
 CONFIGS = [
     SampleConfig(bench="arith", out=Path("runs/arith-power")),
@@ -43,6 +43,7 @@ CONFIGS = [
     SampleConfig(bench="gpqa", out=Path("r"), method="temperature", temperature=0.7,
                  checkpoints=(), hidden_layer=0, seeds=(4,), shard=(0, 1)),  # fmt: skip
     SampleConfig(bench="arith", out=Path("r"), method="greedy", alpha=1.0, seeds=(3, 1)),
+    SampleConfig(bench="arith", out=Path("r"), method="smc", particles=4, smc_chunk=8, smc_ess=1.0, smc_bridge=32),
 ]
 
 
@@ -67,7 +68,7 @@ def test_every_field_is_set_away_from_its_default() -> None:
             assert getattr(EVERY_FIELD, field.name) != getattr(defaults, field.name), field.name
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["defaults", "every-field", "temperature", "greedy"])
+@pytest.mark.parametrize("config", CONFIGS, ids=["defaults", "every-field", "temperature", "greedy", "smc"])
 def test_sample_argv_round_trips_through_the_cli(
     config: SampleConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
