@@ -1,11 +1,14 @@
-"""What `--after-eos continue` costs and changes against the default `stop`, on one machine.
+"""What each `--after-eos` mode (stop, continue, jump) costs and changes, on one machine.
 
-Runs the same `dps sample` twice (power sampling on the embedded model, arith by default), once per
-mode, then `dps evaluate`, and prints one JSON line per mode: accuracy, proposal tokens per chain,
-completion length, the share of completions that end at EOS, and wall time. Both runs share the
-process's machine and settings, so their ratio is what to read, not the absolute seconds.
+Runs the same `dps sample` once per mode (power sampling on the embedded model, arith by default),
+then `dps evaluate`, and prints one JSON line per mode: accuracy, proposal tokens per chain (every
+token generated: extensions and proposals), completion length, the share of completions that end
+at EOS, and wall time, with the tokens and wall time as ratios to the first mode's. The runs share
+the machine and settings, and every chain draws the same random stream in every mode, so a chain
+is identical across modes until its state ends: the differences are what the modes do after EOS.
+Read the ratios, not the absolute seconds.
 
-    python benchmarks/after_eos.py --limit 16 --seeds 0-1 --k 4 --max-new-tokens 96 --blocks 4
+    python benchmarks/after_eos.py --limit 16 --seeds 0-1 --k 4 --max-new-tokens 48 --blocks 4
 """
 
 from __future__ import annotations
@@ -54,12 +57,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16)
     parser.add_argument("--seeds", default="0-1")
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--modes", default="stop,continue,jump", help="comma-separated --after-eos modes")
     args = parser.parse_args()
+    first: dict[str, object] | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("stop", "continue"):
-            print(json.dumps(measure(mode, args, Path(tmp))), flush=True)
+        for mode in args.modes.split(","):
+            row = measure(mode, args, Path(tmp))
+            first = first or row
+            row["tokens_vs_first"] = round(float(row["proposal_tokens_per_chain"])  # type: ignore[arg-type]
+                                           / float(first["proposal_tokens_per_chain"]), 3)  # type: ignore[arg-type]
+            row["wall_vs_first"] = round(float(row["wall_s"]) / float(first["wall_s"]), 3)  # type: ignore[arg-type]
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
