@@ -33,7 +33,7 @@ def sample(
     temperature: Annotated[Optional[float], typer.Option(help="Temperature for --method temperature (default 1/alpha).", rich_help_panel=METHOD_PANEL)] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion (divisible by --blocks).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["max_new_tokens"],
     blocks: Annotated[int, typer.Option(help="Number of MH blocks.", rich_help_panel=METHOD_PANEL)] = DEFAULTS["blocks"],
-    after_eos: Annotated[str, typer.Option(help="After the block in which a chain ends at EOS: stop (the published algorithm and its cost; biased, TV 0.04-0.09 on small test models) | continue (MH goes on at the later blocks' lengths; exact, more proposal tokens).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["after_eos"],
+    after_eos: Annotated[str, typer.Option(help="After the block in which a chain ends at EOS: stop (the published schedule and its cost; biased even with unlimited proposals, TV 0.04-0.11 on small test models) | continue (MH goes on at every later block's length; exact in the limit, k proposals per remaining block) | jump (one MH block at the final length, then stop; exact in the limit, k proposals in all).", rich_help_panel=METHOD_PANEL)] = DEFAULTS["after_eos"],
     checkpoints: Annotated[str, typer.Option(help="Blocks after which DPS features are recorded (and DPS decides).", rich_help_panel=METHOD_PANEL)] = ",".join(map(str, DEFAULTS["checkpoints"])),
     hidden_layer: Annotated[str, typer.Option(help="Layer whose hidden states are recorded (0 = embeddings), or 'none'.", rich_help_panel=METHOD_PANEL)] = str(DEFAULTS["hidden_layer"]),
     controller: Annotated[Optional[str], typer.Option(help="Trained controller name (--method dps).", rich_help_panel=METHOD_PANEL)] = None,

@@ -111,3 +111,17 @@ def test_a_request_past_max_model_len_is_refused_in_one_sentence_naming_max_new_
     message = str(caught.value)
     assert "max_model_len of 64" in message and "--max-new-tokens" in message
     assert message.count(".") == 1 and message.endswith("at most 64.")
+
+
+@pytest.mark.vllm
+def test_vllm_refuses_a_request_that_max_model_len_would_cut(vllm_pool) -> None:  # type: ignore[no-untyped-def]
+    """The test engine has max_model_len 64: a 1-token prompt and 64 new tokens would be capped."""
+    from backend_fixtures import TINY_SCALE, TINY_SEED, TINY_VOCAB, build_vllm_tiny_llama
+
+    model = build_vllm_tiny_llama(TINY_VOCAB, TINY_SEED, TINY_SCALE)
+    backend = vllm_pool.get((TINY_VOCAB, TINY_SEED, TINY_SCALE), model).rebind(eos_token_ids=(), max_batch=2)
+    results: dict[int, object] = {}
+    backend.run([(0, sampling_chain((1,), 63, 1.0, np.random.default_rng(0)))], results.__setitem__)
+    assert len(results[0].completion_ids) == 63  # type: ignore[attr-defined]
+    with pytest.raises(UserError, match="exceeds the vLLM engine's max_model_len of 64"):
+        backend.run([(1, sampling_chain((1,), 64, 1.0, np.random.default_rng(0)))], results.__setitem__)
