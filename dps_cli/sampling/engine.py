@@ -32,7 +32,7 @@ from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
 from dps_cli.sampling.driver_loop import Chain, DriverLoop, drive
 from dps_cli.sampling.kvcache import BatchKV
 from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
-from dps_cli.sampling.tokens import sample_step
+from dps_cli.sampling.tokens import NonFiniteLogits, sample_step
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class Engine:
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
+        self.model_name = str(getattr(model, "name_or_path", "") or getattr(config, "_name_or_path", "")
+                              or type(model).__name__)
         self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.stats = EngineStats()
 
@@ -253,8 +254,15 @@ class _Run(DriverLoop):
         temperatures = torch.tensor([row.request.temperature for row in rows], dtype=torch.float32,
                                     device=engine.device)
         uniforms = torch.tensor([row.request.rng.random() if row.request.temperature > 0 else 0.0
-                                 for row in rows], dtype=torch.float32, device=engine.device)
-        out = sample_step(logits, temperatures, uniforms)
+                                 for row in rows], dtype=torch.float64,  # float64: tokens.py says why
+                                device=engine.device if engine.device.type != "mps" else "cpu")  # MPS: no float64
+        try:
+            out = sample_step(logits, temperatures, uniforms)
+        except NonFiniteLogits as err:
+            dtype = str(engine.dtype).removeprefix("torch.")
+            raise NonFiniteLogits(f"Model {engine.model_name} in {dtype} returned NaN or infinite logits for "
+                                  f"{err.rows} of {err.of} sequences, so its tokens cannot be sampled "
+                                  "(float16 overflows; try --dtype float32).", err.rows, err.of) from None
         hidden = None
         if self.capture is not None and self.capture.last is not None:
             hidden = self.capture.last[:, -1, :].float().cpu().numpy()  # (B, H)

@@ -21,9 +21,17 @@ Why each part:
   back; it vanishes when the lengths agree, as they always do without EOS.
 
 With these, each block's moves leave p^alpha over completions of length at most L_b - c invariant.
-After the block in which the state ends, ``after_eos="stop"`` ends the chain (the published
-algorithm, and the cost the paper assumes; biased, see the README), and ``"continue"`` keeps
-running MH at the later blocks' target lengths, which is exact in the limit of many proposals.
+After the block in which the state ends (`AFTER_EOS_MODES`):
+- ``"stop"`` ends the chain: the published algorithm and the cost the paper assumes. It keeps
+  block b's target, p^alpha over completions no longer than L_b, so it is biased even with
+  unlimited proposals (README).
+- ``"continue"`` keeps running MH at the later blocks' target lengths: exact in the limit, at k
+  proposals per remaining block.
+- ``"jump"`` runs one MH block at the final length L_B = c + max_new_tokens with the chain's
+  current k, then ends the chain (later DPS checkpoints are not visited). That block's moves
+  leave p^alpha over all completions invariant and can reach any of them, so it too is exact in
+  the limit, at k proposals in all.
+A state that ends in the last block is already at L_B: every mode ends there.
 """
 
 from __future__ import annotations
@@ -36,17 +44,24 @@ from typing import Any
 
 import numpy as np
 
+from dps_cli.errors import DpsError
 from dps_cli.sampling.policies import KPolicy
 from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
 from dps_cli.sampling.results import ChainResult, CheckpointRecord
 from dps_cli.sampling.settings import PowerSettings
 
-__all__ = ["PowerSettings", "log_accept_ratio", "power_chain", "sampling_chain", "truncate_at_eos"]
+__all__ = ["NonFiniteRatio", "PowerSettings", "log_accept_ratio", "power_chain", "sampling_chain", "truncate_at_eos"]
+
+class NonFiniteRatio(DpsError):
+    """An MH log acceptance ratio that is NaN: a comparison with it would silently reject."""
+
 
 def log_accept_ratio(current: Sequence, proposal: Sequence, start: int, alpha: float) -> float:
     """MH log acceptance ratio for replacing ``current[start:]`` with ``proposal[start:]``.
 
-    Includes the index-choice term log((t_cur - c) / (t_prop - c)) (module docstring).
+    Includes the index-choice term log((t_cur - c) / (t_prop - c)) (module docstring). A NaN
+    ratio (a NaN or infinite log-probability on either side) raises `NonFiniteRatio`: compared
+    with a uniform it would reject every proposal and freeze the chain without a word.
     """
     c = current.prompt_len
     j = start - c
@@ -55,7 +70,12 @@ def log_accept_ratio(current: Sequence, proposal: Sequence, start: int, alpha: f
     logq_cur = float(np.sum(current.logq_proposal[j:], dtype=np.float64))
     logq_prop = float(np.sum(proposal.logq_proposal[j:], dtype=np.float64))
     index_term = math.log((len(current) - c) / (len(proposal) - c))
-    return alpha * (logp_prop - logp_cur) + (logq_cur - logq_prop) + index_term
+    log_r = alpha * (logp_prop - logp_cur) + (logq_cur - logq_prop) + index_term
+    if math.isnan(log_r):
+        raise NonFiniteRatio(
+            f"The MH acceptance ratio of a proposal from position {start} is NaN (log p {logp_cur:.4g} -> "
+            f"{logp_prop:.4g}, log q {logq_cur:.4g} -> {logq_prop:.4g}); the sampler refuses to go on.")
+    return log_r
 
 
 def has_ended(sequence: Sequence, eos: frozenset[int]) -> bool:
@@ -154,7 +174,11 @@ def power_chain(prompt_ids: tuple[int, ...], settings: PowerSettings, policy: KP
             new_k, p_enough = yield from policy.decide(record)
             records.append(replace(record, p_enough=p_enough, escalated=new_k > state.k))
             state.k = new_k
-        if settings.after_eos == "stop" and has_ended(state.seq, eos):
+        if block < settings.blocks and has_ended(state.seq, eos) and settings.after_eos != "continue":
+            if settings.after_eos == "jump":
+                schedule.append(state.k)
+                final_len = settings.target_length(c, settings.blocks)
+                yield from _mh_block(state, final_len, settings, eos, rng, hidden)
             break
     return _finish(state, prefill, schedule, records, eos, started, settings.max_new_tokens)
 

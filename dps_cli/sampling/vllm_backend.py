@@ -27,6 +27,14 @@ K = 20 the bound is negligible wherever the model is not near-uniform: the tail 
 fourth power. The entropy of p uses the same entries, the tail counted at its lower bound
 ``tail * -log p_(K)`` (exact when the tail is empty).
 
+Length. vLLM also ends a request at the engine's ``max_model_len``, with the same "length" finish
+reason as at ``max_tokens``; such a completion has neither EOS nor its requested length, and in an
+MH ratio it would be a cut-short completion. So a request whose prompt plus new tokens exceeds
+``max_model_len`` is refused when submitted (a `UserError` naming ``--max-new-tokens`` and the
+limit), and every finished request is checked to end with EOS or have exactly its ``max_new``
+tokens (`check_finish`). A NaN log-probability of a sampled token stops the run
+(`NonFiniteLogits`), as on the ``hf`` backend.
+
 Hidden features. vLLM does not expose intermediate layers, so hidden states come from one
 Hugging Face forward pass of the same model over the finished sequence, read at the same layer
 and the same positions the ``hf`` backend reads during decoding (the positions whose outputs
@@ -47,9 +55,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dps_cli.errors import DpsError, UserError
 from dps_cli.sampling.backend import BackendStats, Decider, Driver, OnDone
 from dps_cli.sampling.driver_loop import Chain, DriverLoop, drive
 from dps_cli.sampling.requests import Completion, Prefill, PrefillResult, Request, Sequence
+from dps_cli.sampling.tokens import NonFiniteLogits
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +112,32 @@ def token_stats(tokens: list[int], logprobs: list[dict[int, float]], temperature
             tail_z = p_floor ** (a - 1) * tail if a >= 1 else unknown ** (1 - a) * tail ** a
             out["bound"][j] = math.log1p(tail_z / math.exp(log_z_known))
     return TokenStats(*(out[k].astype(np.float32) for k in ("logp", "logq", "ent", "maxp", "bound")))
+
+
+class UnfinishedCompletion(DpsError):
+    """vLLM ended a request with neither EOS nor its requested number of tokens."""
+
+
+def check_finish(tokens: list[int], finish_reason: str | None, max_new: int, eos: Iterable[int]) -> None:
+    """Fail unless a finished request ended with an EOS token or has exactly ``max_new`` tokens.
+
+    vLLM reports "length" both at ``max_tokens`` and at the engine's ``max_model_len``, and
+    "abort" for a request it dropped; only the token count tells a complete request apart.
+    """
+    ended = bool(tokens) and tokens[-1] in set(eos)
+    if finish_reason not in ("stop", "length") or not (ended or len(tokens) == max_new):
+        raise UnfinishedCompletion(
+            f"vLLM finished a request after {len(tokens)} of {max_new} tokens without EOS (finish reason "
+            f"{finish_reason!r}); a completion cut short cannot enter a Metropolis-Hastings ratio.")
+
+
+def check_length(start: int, max_new: int, max_model_len: int) -> None:
+    """Refuse a request that vLLM would cut at ``max_model_len`` before EOS or ``max_new`` tokens."""
+    if start + max_new > max_model_len:
+        raise UserError(
+            f"A prompt of {start} tokens plus {max_new} new tokens exceeds the vLLM engine's max_model_len "
+            f"of {max_model_len}, so completions would be cut short;",
+            f"lower --max-new-tokens so that the prompt plus --max-new-tokens is at most {max_model_len}.")
 
 
 class VllmBackend:
@@ -158,6 +194,9 @@ class VllmBackend:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default is larger
         self.engine: Any = LLMEngine.from_engine_args(EngineArgs(**{**defaults, **opts}))
         self.vocab_size = int(self.engine.model_config.get_vocab_size())
+        self.max_model_len = int(self.engine.model_config.max_model_len)
+        self.model_name = model_path
+        self.dtype = str(self.engine.model_config.dtype).removeprefix("torch.")
         self.stats = BackendStats()
 
     def rebind(self, *, eos_token_ids: Iterable[int] | None = None, max_batch: int | None = None,
@@ -260,6 +299,7 @@ class _Run(DriverLoop):
         from vllm.sampling_params import RequestOutputKind  # type: ignore[import-not-found, unused-ignore]
 
         base = request.base
+        check_length(request.start, request.max_new, self.backend.max_model_len)
         greedy = request.temperature <= 0
         seed = None if greedy else int(request.rng.integers(0, 2**31 - 1))
         params = SamplingParams(
@@ -289,8 +329,12 @@ class _Run(DriverLoop):
     def _complete(self, request: Request, output: Any) -> Completion:
         backend, base = self.backend, request.base
         tokens = [int(t) for t in output.token_ids]
+        check_finish(tokens, output.finish_reason, request.max_new, backend.eos)
         entries = [{int(t): float(lp.logprob) for t, lp in position.items()} for position in output.logprobs]
         stats = token_stats(tokens, entries, request.temperature, backend.vocab_size, backend.top_k)
+        if np.isnan(stats.logp_base).any() or np.isnan(stats.logq_proposal).any():
+            raise NonFiniteLogits(f"Model {backend.model_name} in {backend.dtype} returned NaN log-probabilities "
+                                  "on vLLM, so its tokens cannot be sampled (float16 overflows; try --dtype float32).")
         keep = request.start - base.prompt_len
         base_bound = base.logq_bound if base.logq_bound is not None else np.zeros(len(base) - base.prompt_len,
                                                                                   dtype=np.float32)

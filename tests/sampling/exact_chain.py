@@ -2,26 +2,44 @@
 
 DESIGN §1's algorithm, written as matrices instead of samples: for each block the MH kernel over
 every state of that block's horizon (completions that ended at EOS, or unended prefixes of the
-horizon's length), the extension kernel between blocks, and the `--after-eos stop` rule. With it a
-test can check (a) that the chain's limit is exactly p^alpha, with no sampling noise, and (b) that
-the engine's empirical law after k proposals per block is this chain's law after k, for any k.
+horizon's length), the extension kernel between blocks, and the three `--after-eos` rules. With it
+a test can check (a) that the chain's limit is exactly p^alpha, with no sampling noise, and (b)
+that the engine's empirical law after k proposals per block is this chain's law after k, for any
+k. It also gives the expected tokens a chain generates (extensions and proposals, what a run
+records as ``tokens_generated``), so the modes' costs compare without sampling noise either.
+
+Two generalisations serve the harder tests: a DPS ``policy`` that sets k from the state at a
+checkpoint (a deterministic controller, so the chain is Markov on (state, k)), and a ``ratio``
+table of log q used in the acceptance ratio in place of the proposal's own (what the vLLM
+backend computes from the top-K log-probabilities); the chain then targets another law, which
+the test bounds by the recorded ``logq_bound``.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
 
 Tokens = tuple[int, ...]
+#: (block, state, k) -> k for the following blocks, applied after each checkpoint block.
+Policy = Callable[[int, Tokens, int], int]
+NO_EOS = -1  # a ``TinyLaw.eos`` no token equals: every completion has the full length
 
 
 @dataclass(frozen=True)
 class TinyLaw:
-    """Next-token log-probs of p and q = softmax(alpha * logits) after every prefix."""
+    """Next-token log-probs of p and q = softmax(alpha * logits) after every prefix.
+
+    ``ratio`` (default: ``logq``) is the log q the acceptance ratio uses; proposals are always
+    drawn from ``logq``.
+    """
 
     logp: dict[Tokens, np.ndarray]
     logq: dict[Tokens, np.ndarray]
@@ -29,6 +47,7 @@ class TinyLaw:
     eos: int
     new_tokens: int
     alpha: float
+    ratio: dict[Tokens, np.ndarray] | None = None
 
     def suffix(self, table: dict[Tokens, np.ndarray], x: Tokens, start: int) -> float:
         return float(sum(table[x[:j]][x[j]] for j in range(start, len(x))))
@@ -50,6 +69,17 @@ class TinyLaw:
         """The proposal's own law over final completions (one request of new_tokens)."""
         return {x: math.exp(self.suffix(self.logq, x, 0)) for x in self.states(self.new_tokens)}
 
+    def base(self) -> dict[Tokens, float]:
+        """The base model's law over final completions (sampling at temperature 1)."""
+        return {x: math.exp(self.suffix(self.logp, x, 0)) for x in self.states(self.new_tokens)}
+
+    def perplexity(self, x: Tokens) -> float:
+        """exp(mean -log p) over the state's tokens: the `mcmc_perplexity` checkpoint feature."""
+        return math.exp(-self.suffix(self.logp, x, 0) / len(x)) if x else 1.0
+
+    def with_ratio(self, ratio: dict[Tokens, np.ndarray]) -> TinyLaw:
+        return replace(self, ratio=ratio)
+
 
 def tiny_law(model: torch.nn.Module, prompt: Tokens, vocab: int, eos: int, new_tokens: int,
              alpha: float) -> TinyLaw:
@@ -68,53 +98,153 @@ def tiny_law(model: torch.nn.Module, prompt: Tokens, vocab: int, eos: int, new_t
     return TinyLaw(tables_p, tables_q, vocab, eos, new_tokens, alpha)
 
 
-def _extension(law: TinyLaw, prefix: Tokens, states: list[Tokens], index: dict[Tokens, int]) -> np.ndarray:
-    """Law of ``prefix`` extended by the proposal up to the horizon of ``states``."""
-    out = np.zeros(len(states))
-    for y in states:
-        if len(y) > len(prefix) and y[: len(prefix)] == prefix:
-            out[index[y]] = math.exp(law.suffix(law.logq, y, len(prefix)))
+def tv(a: dict[Tokens, float], b: dict[Tokens, float]) -> float:
+    """Total-variation distance between two laws over completions."""
+    return 0.5 * sum(abs(a.get(x, 0.0) - b.get(x, 0.0)) for x in set(a) | set(b))
+
+
+def _suffix_sums(law: TinyLaw, table: dict[Tokens, np.ndarray], states: list[Tokens], horizon: int) -> np.ndarray:
+    """(S, horizon + 1): the sum of ``table`` over each state's positions j >= i (0 past its end)."""
+    out = np.zeros((len(states), horizon + 1))
+    for n, x in enumerate(states):
+        for i in range(len(x) - 1, -1, -1):
+            out[n, i] = out[n, i + 1] + table[x[:i]][x[i]]
     return out
 
 
-def mh_kernel(law: TinyLaw, horizon: int) -> tuple[list[Tokens], np.ndarray]:
+@dataclass(frozen=True)
+class Block:
+    """One horizon's states, its MH kernel, and the expected tokens of one proposal from each."""
+
+    states: list[Tokens]
+    index: dict[Tokens, int]
+    kernel: np.ndarray  # (S, S)
+    proposal_tokens: np.ndarray  # (S,)
+
+
+def mh_block(law: TinyLaw, horizon: int) -> Block:
     """One MH proposal at this horizon: i uniform over the state's positions, regenerate, accept."""
     states = law.states(horizon)
-    index = {x: n for n, x in enumerate(states)}
+    lengths = np.array([len(x) for x in states], dtype=np.float64)
+    sp = _suffix_sums(law, law.logp, states, horizon)
+    sq = _suffix_sums(law, law.logq, states, horizon)
+    sr = sq if law.ratio is None else _suffix_sums(law, law.ratio, states, horizon)
     kernel = np.zeros((len(states), len(states)))
-    for x in states:
-        t = len(x)
-        for i in range(t):
-            for y in states:
-                if len(y) <= i or y[:i] != x[:i]:
+    cost = np.zeros(len(states))
+    for i in range(horizon):
+        groups: dict[Tokens, list[int]] = defaultdict(list)  # states longer than i, by prefix x[:i]
+        for n, x in enumerate(states):
+            if len(x) > i:
+                groups[x[:i]].append(n)
+        for members in groups.values():
+            idx = np.array(members)
+            q = np.exp(sq[idx, i])  # law of the regenerated state y, same for every x of the group
+            log_r = (law.alpha * (sp[idx, i][None, :] - sp[idx, i][:, None]) + sr[idx, i][:, None]
+                     - sr[idx, i][None, :] + np.log(lengths[idx][:, None] / lengths[idx][None, :]))
+            accept = np.exp(np.minimum(log_r, 0.0))
+            weight = q[None, :] / lengths[idx][:, None]  # index i has probability 1/t_x
+            kernel[np.ix_(idx, idx)] += weight * accept
+            kernel[idx, idx] += (weight * (1 - accept)).sum(1)
+            cost[idx] += (q * (lengths[idx] - i)).sum() / lengths[idx]
+    return Block(states, {x: n for n, x in enumerate(states)}, kernel, cost)
+
+
+def mh_kernel(law: TinyLaw, horizon: int) -> tuple[list[Tokens], np.ndarray]:
+    """The states of this horizon and the one-proposal MH kernel over them."""
+    block = mh_block(law, horizon)
+    return block.states, block.kernel
+
+
+def _extension(law: TinyLaw, prefix: Tokens, block: Block) -> np.ndarray:
+    """Law of ``prefix`` extended by the proposal up to the horizon of ``block``."""
+    out = np.zeros(len(block.states))
+    for y in block.states:
+        if len(y) > len(prefix) and y[: len(prefix)] == prefix:
+            out[block.index[y]] = math.exp(law.suffix(law.logq, y, len(prefix)))
+    return out
+
+
+@dataclass(frozen=True)
+class ChainOutcome:
+    """The exact law of a chain's final completion and its expected generated tokens."""
+
+    law: dict[Tokens, float]
+    tokens: float
+
+
+def _steps(block: Block, mass: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """``k`` proposals from ``mass``: the law after them and their expected tokens."""
+    tokens = 0.0
+    if k > 200:  # the limit: costs are not asked for there
+        return mass @ np.linalg.matrix_power(block.kernel, k), math.nan
+    for _ in range(k):
+        tokens += float(mass @ block.proposal_tokens)
+        mass = mass @ block.kernel
+    return mass, tokens
+
+
+def run_chain(law: TinyLaw, blocks: int, after_eos: str, k: int, policy: Policy | None = None,
+              checkpoints: tuple[int, ...] = ()) -> ChainOutcome:
+    """The exact law and cost of a chain of ``blocks`` blocks starting at ``k`` proposals each.
+
+    Follows `power_chain`: in each block, extend an unended state to the horizon, run k
+    proposals, then at a checkpoint block let ``policy`` set k from the state, then apply the
+    after-EOS rule to states that have ended before the last block. Costs are NaN for k > 200.
+    """
+    size = law.new_tokens // blocks
+    made = [mh_block(law, b * size) for b in range(1, blocks + 1)]
+    final = made[-1]
+    finished = np.zeros(len(final.states))
+    tokens = 0.0
+    # the law of the state entering each block, split by the k in force: k -> (S_b,) masses
+    entering: dict[int, np.ndarray] = {k: np.ones(1)}
+    previous: Block | None = None
+    for b, block in enumerate(made, start=1):
+        after: dict[int, np.ndarray] = defaultdict(partial(np.zeros, len(block.states)))
+        for kk, mass in entering.items():
+            carried = np.zeros(len(block.states))
+            for x, m in zip(previous.states if previous else [()], mass, strict=True):
+                if m == 0:
                     continue
-                q = math.exp(law.suffix(law.logq, y, i))
-                log_r = (law.alpha * (law.suffix(law.logp, y, i) - law.suffix(law.logp, x, i))
-                         + law.suffix(law.logq, x, i) - law.suffix(law.logq, y, i) + math.log(t / len(y)))
-                accept = math.exp(min(log_r, 0.0))
-                kernel[index[x], index[y]] += q * accept / t
-                kernel[index[x], index[x]] += q * (1 - accept) / t
-    return states, kernel
+                if x and x[-1] == law.eos:
+                    carried[block.index[x]] += m
+                else:
+                    ext = _extension(law, x, block)
+                    carried += m * ext
+                    tokens += m * float(ext @ np.array([len(y) - len(x) for y in block.states]))
+            moved, cost = _steps(block, carried, kk)
+            after[kk] += moved
+            tokens += cost
+        if b in checkpoints and policy is not None:
+            decided: dict[int, np.ndarray] = defaultdict(partial(np.zeros, len(block.states)))
+            for kk, mass in after.items():
+                for n, x in enumerate(block.states):
+                    decided[policy(b, x, kk)][n] += mass[n]
+            after = decided
+        entering = {}
+        for kk, mass in after.items():
+            ended = np.array([x[-1] == law.eos for x in block.states])
+            if b == blocks or after_eos == "continue":
+                entering[kk] = mass
+                continue
+            entering[kk] = np.where(ended, 0.0, mass)
+            done = np.where(ended, mass, 0.0)
+            if after_eos == "jump":
+                moved = np.zeros(len(final.states))
+                for n in np.flatnonzero(done):
+                    moved[final.index[block.states[n]]] += done[n]
+                done, cost = _steps(final, moved, kk)
+                tokens += cost
+                finished += done
+            else:  # stop
+                for n in np.flatnonzero(done):
+                    finished[final.index[block.states[n]]] += done[n]
+        previous = block
+    for mass in entering.values():
+        finished += mass
+    return ChainOutcome(dict(zip(final.states, finished, strict=True)), tokens)
 
 
 def chain_law(law: TinyLaw, blocks: int, after_eos: str, k: int) -> dict[Tokens, float]:
     """The exact law of the final completion after ``blocks`` blocks of ``k`` proposals each."""
-    size = law.new_tokens // blocks
-    kernels = [mh_kernel(law, b * size) for b in range(1, blocks + 1)]
-    final_states = kernels[-1][0]
-    stopped = dict.fromkeys(final_states, 0.0)
-    states, kernel = kernels[0]
-    current = _extension(law, (), states, {x: n for n, x in enumerate(states)})
-    current = current @ np.linalg.matrix_power(kernel, k)
-    for next_states, next_kernel in kernels[1:]:
-        index = {x: n for n, x in enumerate(next_states)}
-        carried = np.zeros(len(next_states))
-        for x, mass in zip(states, current, strict=True):
-            if x[-1] == law.eos and after_eos == "stop":
-                stopped[x] += mass
-            elif x[-1] == law.eos:
-                carried[index[x]] += mass
-            else:
-                carried += mass * _extension(law, x, next_states, index)
-        states, current = next_states, carried @ np.linalg.matrix_power(next_kernel, k)
-    return {x: stopped[x] + mass for x, mass in zip(states, current, strict=True)}
+    return run_chain(law, blocks, after_eos, k).law

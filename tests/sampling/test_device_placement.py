@@ -4,9 +4,10 @@ On CUDA a tensor made without ``device=`` lands on the CPU and the next operatio
 the model's tensors fails; one made without ``dtype=`` takes torch's default. Neither shows on a
 CPU-only machine with default settings, so here the run happens with the default device set to
 ``meta`` (a tensor that does not follow the model is placed there, where it has no data and breaks
-the run) and the default dtype set to float64, while a dispatch mode records the device and dtype
+the run) and the default dtype set to float16, while a dispatch mode records the device and dtype
 of every tensor any operation returns. The model is in bfloat16: only bfloat16 (weights,
-activations, the key/value cache) and float32 (the statistics, by design) may appear.
+activations, the key/value cache), float32 (the statistics) and float64 (the sampler's uniforms and
+inverse CDF, tokens.py) may appear, each by design; a tensor made without ``dtype=`` shows as float16.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_engine_tensors_follow_the_model_device_and_dtype(model) -> None:  # typ
     expected = run(model)
     log = TensorLog()
     torch.set_default_device("meta")
-    torch.set_default_dtype(torch.float64)
+    torch.set_default_dtype(torch.float16)
     try:
         with log:
             results = run(model)
@@ -75,7 +76,7 @@ def test_engine_tensors_follow_the_model_device_and_dtype(model) -> None:  # typ
     devices = {device for device, _ in log.seen}
     floats = {dtype for _, dtype in log.seen if dtype.is_floating_point}
     assert devices == {"cpu"}
-    assert floats == {torch.bfloat16, torch.float32}
+    assert floats == {torch.bfloat16, torch.float32, torch.float64}
     assert log.seen[("cpu", torch.bfloat16)] > 0 and log.seen[("cpu", torch.float32)] > 0
     for key, result in results.items():
         cache = result.sequence.cache

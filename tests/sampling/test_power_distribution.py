@@ -1,20 +1,23 @@
 """Statistical tests of the drivers against exact distributions enumerated through the model.
 
 A 4-token vocabulary with EOS disabled, a 1-token prompt and 3 new tokens give 64 sequences whose
-exact probabilities we compute with one forward pass; thousands of chains are then compared with
-them in total-variation distance. Every test runs on both backends (hf and vllm, the `sampler`
-fixture of tests/backend_fixtures.py) with the same thresholds, on a model with head dimension 64
-so that vLLM's CPU kernels take it.
+exact probabilities we compute with one forward pass (`exact_chain.tiny_law`); thousands of chains
+at fixed seeds are then compared in total-variation distance with the exact law they should
+follow: the chain's own law after k proposals (`exact_chain.chain_law`), or the proposal's law for
+the temperature driver. Thresholds are `laws.tv_threshold` at 4,000 chains (false-failure rate
+1e-3 per comparison; a bias of twice the threshold, about 0.06 here, fails with probability
+0.999). Every test runs on both backends (hf and vllm, the `sampler` fixture of
+tests/backend_fixtures.py) with the same thresholds, on a model with head dimension 64 so that
+vLLM's CPU kernels take it.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-import torch
 from backend_fixtures import backend_sampler
+from exact_chain import NO_EOS, TinyLaw, Tokens, chain_law, tiny_law
+from laws import empirical_law, tv, tv_threshold
 
 from dps_cli.sampling.policies import FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain, sampling_chain
@@ -27,64 +30,48 @@ sampler = backend_sampler(seed=4, scale=8.0)  # each test runs on the hf and vll
 
 
 @pytest.fixture(scope="module")
-def model(sampler):  # type: ignore[no-untyped-def]
-    return sampler.model
+def law(sampler) -> TinyLaw:  # type: ignore[no-untyped-def]
+    """Exact p, q and p^alpha over the 64 sequences, read off the model both backends run."""
+    return tiny_law(sampler.model, PROMPT, VOCAB, NO_EOS, NEW, ALPHA)
 
 
-@pytest.fixture(scope="module")
-def exact(model):  # type: ignore[no-untyped-def]
-    """Exact power (p^alpha normalized), tempered (product of softmax(logits*alpha)) and base laws."""
-    seqs = list(itertools.product(range(VOCAB), repeat=NEW))
-    ids = torch.tensor([[*PROMPT, *s] for s in seqs])
-    with torch.no_grad():
-        logits = model(ids).logits.float()[:, :-1]  # (64, 3, V): position t predicts token t+1
-    chosen = ids[:, 1:, None]
-    logp = torch.log_softmax(logits, -1).gather(-1, chosen).squeeze(-1).sum(-1).double()
-    logq = torch.log_softmax(logits * ALPHA, -1).gather(-1, chosen).squeeze(-1).sum(-1).double()
-    return {
-        "seqs": {s: i for i, s in enumerate(seqs)},
-        "power": torch.softmax(ALPHA * logp, 0).numpy(),
-        "tempered": logq.exp().numpy(),
-        "base": logp.exp().numpy(),
-    }
-
-
-def empirical(sampler, exact, drivers) -> np.ndarray:  # type: ignore[no-untyped-def]
-    finals: list[tuple[int, ...]] = []
+def empirical(sampler, drivers) -> dict[Tokens, float]:  # type: ignore[no-untyped-def]
+    finals: list[Tokens] = []
     sampler.run(drivers, eos_token_ids=(), max_batch=512,
                 on_done=lambda key, result: finals.append(tuple(result.sequence.generated.tolist())))
-    counts = np.bincount([exact["seqs"][s] for s in finals], minlength=len(exact["seqs"]))
-    return counts / counts.sum()
+    return empirical_law(finals)  # type: ignore[return-value]
 
 
-def tv(a: np.ndarray, b: np.ndarray) -> float:
-    return 0.5 * float(np.abs(a - b).sum())
+def close(sampled: dict[Tokens, float], exact: dict[Tokens, float]) -> bool:
+    return tv(sampled, exact) < tv_threshold(exact, CHAINS)
 
 
-def power_law(sampler, exact, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def power_law(sampler, k: int) -> dict[Tokens, float]:  # type: ignore[no-untyped-def]
     settings = PowerSettings(alpha=ALPHA, max_new_tokens=NEW, blocks=1)
-    return empirical(sampler, exact, ((i, power_chain(PROMPT, settings, FixedK(k), np.random.default_rng(i)))
-                                    for i in range(CHAINS)))
+    return empirical(sampler, ((i, power_chain(PROMPT, settings, FixedK(k), np.random.default_rng(i)))
+                               for i in range(CHAINS)))
 
 
-def test_power_sampler_matches_exact_power_distribution(sampler, exact) -> None:  # type: ignore[no-untyped-def]
-    assert tv(exact["power"], exact["tempered"]) > 0.3  # the test can tell the two laws apart
-    long_chain = power_law(sampler, exact, k=20)
-    short_chain = power_law(sampler, exact, k=2)
-    assert tv(long_chain, exact["power"]) < 0.05
-    assert tv(long_chain, exact["tempered"]) > 0.3
+def test_power_sampler_follows_the_exact_chain_to_p_alpha(sampler, law: TinyLaw) -> None:  # type: ignore[no-untyped-def]
+    power = law.power()
+    assert tv(power, law.tempered()) > 0.3  # the test can tell the two laws apart
+    long_chain, short_chain = power_law(sampler, 20), power_law(sampler, 2)
+    assert close(long_chain, chain_law(law, 1, "stop", 20))
+    assert close(short_chain, chain_law(law, 1, "stop", 2))
+    assert tv(chain_law(law, 1, "stop", 20), power) < 0.04  # 0.036: the rest is mixing, not noise
+    assert tv(long_chain, law.tempered()) > 0.3
     # more MH steps move the chain closer to the target
-    assert tv(short_chain, exact["power"]) > tv(long_chain, exact["power"]) + 0.1
+    assert tv(short_chain, power) > tv(long_chain, power) + 0.1
 
 
-def test_temperature_driver_matches_exact_tempered_distribution(sampler, exact) -> None:  # type: ignore[no-untyped-def]
-    law = empirical(sampler, exact, ((i, sampling_chain(PROMPT, NEW, 1 / ALPHA, np.random.default_rng(i)))
-                                   for i in range(CHAINS)))
-    assert tv(law, exact["tempered"]) < 0.05
-    assert tv(law, exact["power"]) > 0.3
+def test_temperature_driver_matches_exact_tempered_distribution(sampler, law: TinyLaw) -> None:  # type: ignore[no-untyped-def]
+    sampled = empirical(sampler, ((i, sampling_chain(PROMPT, NEW, 1 / ALPHA, np.random.default_rng(i)))
+                                  for i in range(CHAINS)))
+    assert close(sampled, law.tempered())
+    assert tv(sampled, law.power()) > 0.3
 
 
-def test_alpha_one_temperature_one_reproduces_base_model(sampler, exact) -> None:  # type: ignore[no-untyped-def]
-    law = empirical(sampler, exact, ((i, sampling_chain(PROMPT, NEW, 1.0, np.random.default_rng(i)))
-                                   for i in range(CHAINS)))
-    assert tv(law, exact["base"]) < 0.05
+def test_alpha_one_temperature_one_reproduces_base_model(sampler, law: TinyLaw) -> None:  # type: ignore[no-untyped-def]
+    sampled = empirical(sampler, ((i, sampling_chain(PROMPT, NEW, 1.0, np.random.default_rng(i)))
+                                  for i in range(CHAINS)))
+    assert close(sampled, law.base())
