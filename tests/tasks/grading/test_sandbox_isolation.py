@@ -21,6 +21,7 @@ import pytest
 
 from dps_cli.tasks.grading import bubblewrap
 from dps_cli.tasks.grading.sandbox import run_tests
+from tests.tasks.grading.host import processes_named
 
 pytestmark = pytest.mark.skipif(
     bubblewrap.unavailable_reason() is not None,
@@ -193,19 +194,6 @@ def test_no_connection_reaches_a_loopback_listener() -> None:
     assert accepted == []
 
 
-def _processes_named(name: str) -> list[int]:
-    """Host pids whose command name is ``name``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_forked_and_detached_processes_do_not_outlive_grading() -> None:
     name = f"dps{os.getpid() % 10**8}"
     attack = (
@@ -223,9 +211,9 @@ def test_forked_and_detached_processes_do_not_outlive_grading() -> None:
     status, detail = run(attack, CORRECT)
     assert status == "passed", detail
     deadline = time.monotonic() + 3.0
-    while _processes_named(name) and time.monotonic() < deadline:
+    while processes_named(name) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_named(name) == []
+    assert processes_named(name) == []
 
 
 def test_signals_to_the_parent_kill_neither_the_judge_nor_the_grader() -> None:

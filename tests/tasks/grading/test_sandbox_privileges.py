@@ -23,6 +23,7 @@ import pytest
 from dps_cli.errors import UserError
 from dps_cli.tasks.grading import bubblewrap, cgroup, privilege_drop, seccomp
 from dps_cli.tasks.grading.sandbox import run_tests, sandbox_prefix
+from tests.tasks.grading.host import processes_named
 
 pytestmark = pytest.mark.skipif(
     bubblewrap.unavailable_reason() is not None,
@@ -42,19 +43,6 @@ def reported(attack: str, timeout_s: float = 10.0) -> object:
     assert result.status == "failed", result.detail
     last = result.detail.strip().splitlines()[-1]
     return ast.literal_eval(last.removeprefix("AssertionError: "))
-
-
-def processes_named(name: str) -> list[int]:
-    """Host pids whose command name is ``name``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def assert_none_left(name: str) -> None:
