@@ -33,6 +33,10 @@ PLAN=(--max-new-tokens 128 --blocks 8 --k 4 --alpha 4 --chains 64,256 --referenc
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 TOKENIZERS_PARALLELISM=false \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    echo "gpu-check needs torch, and $PY cannot import it (set PYTHON=/path/to/python with torch)." >&2
+    exit 2
+fi
 if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "gpu-check needs a CUDA device that torch can use, and $PY finds none here." >&2
     exit 2
