@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import build_tiny_llama
 
+from dps_cli.config import DEFAULT_AFTER_EOS
 from dps_cli.sampling.engine import Engine
 from dps_cli.sampling.policies import DynamicK, FixedK
 from dps_cli.sampling.power import (
@@ -39,10 +40,11 @@ def prompts(n: int) -> list[tuple[int, ...]]:
     return [tuple(int(t) for t in np.random.default_rng(i).integers(3, 40, size=3 + i)) for i in range(n)]
 
 
-def run_power(model, max_batch: int, hidden_layer: int | None = None, k: int = 3, eos=(EOS,)):  # type: ignore[no-untyped-def]
+def run_power(model, max_batch: int, hidden_layer: int | None = None, k: int = 3, eos=(EOS,),  # type: ignore[no-untyped-def]
+              after_eos: str = DEFAULT_AFTER_EOS):
     results = {}
     settings = PowerSettings(alpha=4.0, max_new_tokens=16, blocks=4, checkpoints=(2, 4),
-                             hidden=hidden_layer is not None, eos_token_ids=eos)
+                             hidden=hidden_layer is not None, eos_token_ids=eos, after_eos=after_eos)
     drivers = [((i, s), power_chain(p, settings, FixedK(k), np.random.default_rng([i, s])))
                for i, p in enumerate(prompts(5)) for s in range(3)]
     Engine(model, eos, max_batch=max_batch, hidden_layer=hidden_layer).run(drivers, results.__setitem__)
@@ -98,8 +100,9 @@ def test_fixed_seed_gives_identical_output(model, shared) -> None:  # type: igno
     assert all(again[key].sequence.tokens.tolist() == shared[key].sequence.tokens.tolist() for key in shared)
 
 
-def test_checkpoints_record_features_and_hidden_vectors(shared) -> None:  # type: ignore[no-untyped-def]
-    for result in shared.values():
+def test_checkpoints_record_features_and_hidden_vectors(model) -> None:  # type: ignore[no-untyped-def]
+    # with "stop" every block a chain ran is in its k schedule ("jump" adds its final block there)
+    for result in run_power(model, max_batch=7, hidden_layer=2, after_eos="stop").values():
         blocks = [record.block for record in result.checkpoints]
         assert blocks == [b for b in (2, 4) if b <= len(result.k_schedule)]
         for record in result.checkpoints:
@@ -109,11 +112,13 @@ def test_checkpoints_record_features_and_hidden_vectors(shared) -> None:  # type
         assert result.question_embedding is not None and result.question_embedding.shape == (16,)
 
 
-def test_eos_stops_the_chain_after_its_block(model) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("after_eos", "blocks_run"), [("stop", 1), ("jump", 2)])
+def test_eos_stops_the_chain_after_its_block(model, after_eos: str, blocks_run: int) -> None:  # type: ignore[no-untyped-def]
     # every token is an EOS: each block extension stops at once and the chain ends after block 1
+    # ("stop") or after one more block at the final length ("jump")
     eos = tuple(range(40))
-    for result in run_power(model, max_batch=4, eos=eos).values():
-        assert len(result.k_schedule) == 1
+    for result in run_power(model, max_batch=4, eos=eos, after_eos=after_eos).values():
+        assert len(result.k_schedule) == blocks_run
         assert result.stopped_at_eos and len(result.completion_ids) == 1
 
 
