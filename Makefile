@@ -64,8 +64,10 @@ GPU_CHECK_DIR ?= gpu-check
 gpu-check:
 	PYTHON=$(GPU_PYTHON) bash benchmarks/gpu_check.sh $(GPU_CHECK_DIR)
 
-# On a CUDA node, the full benchmark (reference, hf, and vllm where importable; 1024 new tokens,
-# about 20 minutes on one H100): random-weight Qwen2.5-1.5B- and 7B-shape models, JSON lines.
+# On a CUDA node, the full benchmark (reference, hf, vllm where importable, and smc: Power-SMC N = 8
+# against MH k = 8, latency and throughput; 1024 new tokens, about an hour on one H100 by
+# `bench_gpu.py --estimate`, 19 minutes of it smc): random-weight Qwen2.5-1.5B- and 7B-shape models,
+# JSON lines. BENCH_ARGS="--methods smc" runs the SMC pair alone.
 bench-gpu:
 	PYTHONPATH=. $(GPU_PYTHON) benchmarks/bench_gpu.py $(BENCH_ARGS)
 

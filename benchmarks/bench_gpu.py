@@ -6,8 +6,11 @@ weights (``load_format="dummy"``). Power sampling with alpha 4, 1024 new tokens 
 EOS disabled so every chain does the same work. One JSON line per measurement: proposal tokens/s,
 wall time and peak GPU memory; the reference runs 2 chains one at a time, each backend 64 and 256.
 
-``--methods`` names what is measured (``reference``, ``hf``, ``vllm``; a new sampler is one more
-entry in `METHODS`). Each (model, method) pair runs in its own process (``--only``), so peak memory
+``--methods`` names what is measured (``reference``, ``hf``, ``vllm``, ``smc``; a new sampler is one
+more entry in `METHODS`). ``smc`` is the pair of benchmarks/smc_vs_mh.py on the ``hf`` backend:
+Power-SMC with ``--particles`` N against MH with ``--smc-k`` proposals per block (same alpha, new
+tokens and blocks), latency on the first ``--alone`` of ``--questions`` random prompts and
+throughput with all of them in flight (N x questions sequences at once), EOS disabled. Each (model, method) pair runs in its own process (``--only``), so peak memory
 and vLLM's up-front reservation do not mix; without ``--only`` this script starts those processes.
 ``make gpu-check`` (benchmarks/gpu_check.sh) runs the pairs itself, each under its own time limit.
 
@@ -18,7 +21,7 @@ batched backend takes about T decode steps whatever the number of chains, each c
 of its FLOPs (2 x parameters + attention per token, times the chains) at `FLOPS` and its bytes
 (weights plus the chains' keys/values) at `BANDWIDTH`, plus `STEP_OVERHEAD_S` of kernel launches
 (eager decoding of 28 layers is launch-bound at small batches). The reference makes every token a
-batch-of-one step. The constants are an H100's, derated; the first GPU run's wall times replace
+batch-of-one step. An SMC chain takes about N steps (new tokens) at a batch of its particles. The constants are an H100's, derated; the first GPU run's wall times replace
 them.
 """
 
@@ -39,6 +42,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from dps_cli.config import SMC_DEFAULT_CHUNK, SMC_DEFAULT_ESS  # noqa: E402
 
 _QWEN2 = {
     "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "max_position_embeddings": 32768,
@@ -91,9 +97,28 @@ def estimate_seconds(model: str, method: str, chains: int, max_new_tokens: int, 
         per_token = launches + GENERATE_OVERHEAD_S + max(flops / FLOPS, weights / BANDWIDTH)
         reencoded = (k + 1) * blocks * (prompt_len + max_new_tokens / 2)
         return chains * (steps * per_token + reencoded * flops / FLOPS)
-    batch = max(1, chains)
+    return batched_seconds(model, steps, chains, max_new_tokens, prompt_len)
+
+
+def batched_seconds(model: str, steps: float, batch: int, max_new_tokens: int, prompt_len: int) -> float:
+    """Estimated wall time of ``steps`` batched decode steps of ``batch`` sequences."""
+    config = MODELS[model]
+    flops, weights, kv_per_token = shape_costs(config, prompt_len + max_new_tokens / 2)
+    launches = config["num_hidden_layers"] * LAYER_LAUNCH_S
+    batch = max(1, batch)
     memory = weights + batch * kv_per_token * (prompt_len + max_new_tokens)
     return steps * (launches + max(batch * flops / FLOPS, memory / BANDWIDTH))
+
+
+def smc_seconds(model: str, args: argparse.Namespace) -> float:
+    """Estimated wall time of the smc pair: the warm-up runs, the questions alone, then all in flight."""
+    n, blocks, k, particles = args.max_new_tokens, args.blocks, args.smc_k, args.particles
+
+    def pair(new_tokens: int, questions: int) -> float:
+        mh = batched_seconds(model, tokens_per_chain(new_tokens, blocks, k), questions, new_tokens, args.prompt_len)
+        return mh + batched_seconds(model, new_tokens, questions * particles, new_tokens, args.prompt_len)
+
+    return pair(2 * blocks, 1) + min(args.alone, args.questions) * pair(n, 1) + pair(n, args.questions)
 
 
 def write_config(directory: Path, model: str) -> Path:
@@ -187,8 +212,33 @@ def measure_vllm(directory: Path, common: dict[str, Any], args: argparse.Namespa
     backend.close()
 
 
+def smc_pair(model: Any, prompt_ids: list[tuple[int, ...]], common: dict[str, Any],
+             args: argparse.Namespace) -> list[dict[str, Any]]:
+    """benchmarks/smc_vs_mh.py's latency and throughput lines for ``model`` on the ``hf`` backend."""
+    from smc_vs_mh import measure_pair, settings_of
+
+    from dps_cli.sampling.factory import make_backend
+
+    mine = {key: value for key, value in common.items() if key not in ("k", "blocks")}  # the plan's MH k
+    pair = argparse.Namespace(alpha=args.alpha, max_new_tokens=args.max_new_tokens, blocks=args.blocks,
+                              k=args.smc_k, particles=args.particles, chunk=args.chunk, ess=args.ess,
+                              batch=len(prompt_ids) * args.particles)
+    lines = measure_pair(lambda batch: make_backend("hf", model, (), max_batch=batch),
+                         prompt_ids, (), pair,
+                         {**mine, "backend": "hf", **settings_of(pair)}, alone=args.alone)
+    return [{**line, "method": "smc"} for line in lines]
+
+
+def measure_smc(directory: Path, common: dict[str, Any], args: argparse.Namespace) -> None:
+    """Both lines carry the peak GPU memory of the whole pair (SMC's N-wide batches set it)."""
+    model = hf_model(directory)
+    torch.cuda.reset_peak_memory_stats()
+    for line in smc_pair(model, prompts(args.questions, args.prompt_len), common, args):
+        print(json.dumps({**line, "peak_gpu_memory_gb": peak_gb()}), flush=True)
+
+
 METHODS: dict[str, Callable[[Path, dict[str, Any], argparse.Namespace], None]] = {
-    "reference": measure_reference, "hf": measure_hf, "vllm": measure_vllm,
+    "reference": measure_reference, "hf": measure_hf, "vllm": measure_vllm, "smc": measure_smc,
 }
 
 
@@ -212,6 +262,11 @@ def estimates(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for model in args.models.split(","):
         for method in args.methods.split(","):
+            if method == "smc":
+                out.append({"model": model, "method": method, "questions": args.questions, "alone": args.alone,
+                            "particles": args.particles, "k": args.smc_k, "max_new_tokens": args.max_new_tokens,
+                            "estimated_s": round(smc_seconds(model, args), 1)})
+                continue
             counts = [args.reference_chains] if method == "reference" else chain_counts(args)
             new_tokens = (args.reference_max_new_tokens or args.max_new_tokens) if method == "reference" \
                 else args.max_new_tokens
@@ -226,7 +281,7 @@ def estimates(args: argparse.Namespace) -> list[dict[str, Any]]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
-    p.add_argument("--methods", default="reference,hf,vllm", help="comma-separated: " + ", ".join(METHODS))
+    p.add_argument("--methods", default="reference,hf,vllm,smc", help="comma-separated: " + ", ".join(METHODS))
     p.add_argument("--chains", default="64,256", help="chains per backend measurement, comma-separated")
     p.add_argument("--reference-chains", type=int, default=2)
     p.add_argument("--reference-max-new-tokens", type=int, default=None,
@@ -236,6 +291,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=8)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--particles", type=int, default=8, help="smc: SMC particles N")
+    p.add_argument("--smc-k", type=int, default=8, help="smc: MH proposals per block")
+    p.add_argument("--chunk", type=int, default=SMC_DEFAULT_CHUNK, help="smc: SMC tokens per round")
+    p.add_argument("--ess", type=float, default=SMC_DEFAULT_ESS, help="smc: SMC resampling threshold rho")
+    p.add_argument("--questions", type=int, default=8, help="smc: random prompts in flight for throughput")
+    p.add_argument("--alone", type=int, default=1, help="smc: of those, timed one at a time for latency")
     p.add_argument("--only", choices=list(METHODS), default=None, help="measure one method of one model here")
     p.add_argument("--estimate", action="store_true", help="print the estimated wall times and exit")
     p.add_argument("--workdir", default=None)

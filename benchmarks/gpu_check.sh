@@ -11,6 +11,8 @@
 #   hf-*, reference-*, vllm-*
 #             benchmarks/bench_gpu.py on random-weight Qwen2.5-1.5B- and 7B-shape models in
 #             bfloat16; vllm only where it is importable
+#   smc-1.5b  Power-SMC (N = 8) against MH (k = 8) on the hf backend, latency and throughput
+#             (benchmarks/smc_vs_mh.py's pair, through bench_gpu.py --only smc), SMC_PLAN
 # Every limit is also cut to what is left of BUDGET_S, so the whole check ends within 8 minutes.
 # Writes DIR/gpu-check.log (everything), DIR/bench.jsonl (one JSON line per measurement),
 # DIR/estimate.jsonl and DIR/summary.txt (one line per stage); exits 0 when every stage passed.
@@ -21,7 +23,9 @@
 # number of chains, and the estimate (FLOPs and bytes per step on an H100, plus kernel launches;
 # benchmarks/bench_gpu.py) puts the 1024-token plan at about 1,300 s and this one at about 160 s,
 # each stage's estimate plus 20 s of start-up within 80% of its limit. `make bench-gpu` runs the
-# 1024-token plan.
+# 1024-token plan. One MH chain with k = 8 alone takes as many steps as all of them batched, so the
+# SMC pair keeps alpha 4 but generates 32 new tokens in 4 blocks, times one question alone and
+# puts 8 in flight (about 10 s by the estimate).
 set -u
 
 START=$SECONDS
@@ -30,6 +34,7 @@ OUT=${1:-gpu-check}
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-465}
 PLAN=(--max-new-tokens 128 --blocks 8 --k 4 --alpha 4 --chains 64,256 --reference-chains 2 --prompt-len 128)
+SMC_PLAN=(--max-new-tokens 32 --blocks 4 --alpha 4 --smc-k 8 --particles 8 --questions 8 --alone 1 --prompt-len 128)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 TOKENIZERS_PARALLELISM=false \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
@@ -78,18 +83,19 @@ stage() {
     printf '%-16s %s\n' "$name" "$status" | tee -a "$OUT/summary.txt" "$LOG"
 }
 
-stage info 20 - "$PY" -c '
+stage info 17 - "$PY" -c '
 import importlib.util, torch, transformers
 print("device:", torch.cuda.get_device_name(0), "(%.0f GiB)" % (torch.cuda.get_device_properties(0).total_memory / 2**30))
 print("torch:", torch.__version__, " CUDA:", torch.version.cuda, " transformers:", transformers.__version__)
 print("vllm:", "importable" if importlib.util.find_spec("vllm") else "not installed (its benchmark is skipped)")'
-stage estimate 15 "$OUT/estimate.jsonl" "$PY" benchmarks/bench_gpu.py --estimate --methods hf,reference "${PLAN[@]}"
+stage estimate 10 "$OUT/estimate.jsonl" "$PY" benchmarks/bench_gpu.py --estimate --methods hf,reference "${PLAN[@]}"
 stage tests 95 - "$PY" -m pytest -m gpu tests/sampling/test_gpu.py -q -p no:cacheprovider --timeout 90 \
     --junitxml "$OUT/gpu-tests.xml"
 stage hf-1.5b 65 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only hf --models qwen2.5-1.5b "${PLAN[@]}"
 stage hf-7b 85 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only hf --models qwen2.5-7b "${PLAN[@]}"
 stage reference-1.5b 70 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only reference --models qwen2.5-1.5b "${PLAN[@]}"
 stage reference-7b 85 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only reference --models qwen2.5-7b "${PLAN[@]}"
+stage smc-1.5b 38 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only smc --models qwen2.5-1.5b "${SMC_PLAN[@]}"
 if "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("vllm") is None)'; then
     stage vllm-1.5b 150 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only vllm --models qwen2.5-1.5b "${PLAN[@]}"
     stage vllm-7b 150 "$OUT/bench.jsonl" "$PY" benchmarks/bench_gpu.py --only vllm --models qwen2.5-7b "${PLAN[@]}"

@@ -32,8 +32,8 @@ def stage_limits() -> dict[str, int]:
     return {name: int(limit) for name, limit in re.findall(r"^stage ([\w.-]+) (\d+) ", text, flags=re.M)}
 
 
-def check_plan() -> list[str]:
-    match = re.search(r"^PLAN=\((.*)\)$", SCRIPT.read_text(), flags=re.M)
+def check_plan(name: str = "PLAN") -> list[str]:
+    match = re.search(rf"^{name}=\((.*)\)$", SCRIPT.read_text(), flags=re.M)
     assert match is not None
     return match.group(1).split()
 
@@ -48,7 +48,8 @@ def test_stage_limits_end_the_check_within_eight_minutes() -> None:
     limits = stage_limits()
     budget = int(re.search(r"BUDGET_S=\$\{BUDGET_S:-(\d+)\}", SCRIPT.read_text()).group(1))  # type: ignore[union-attr]
     bare_node = {name: limit for name, limit in limits.items() if not name.startswith("vllm")}
-    assert set(bare_node) == {"info", "estimate", "tests", "hf-1.5b", "hf-7b", "reference-1.5b", "reference-7b"}
+    assert set(bare_node) == {"info", "estimate", "tests", "hf-1.5b", "hf-7b", "reference-1.5b", "reference-7b",
+                              "smc-1.5b"}
     assert sum(bare_node.values()) <= budget
     assert budget + 5 < 8 * 60  # every limit is cut to the budget left; a killed stage gets 5 s more
 
@@ -67,6 +68,19 @@ def test_each_benchmark_stage_fits_its_limit_by_the_estimate() -> None:
         assert seconds + 20 <= 0.8 * limits[name], (name, seconds)
     full = sum(float(r["estimated_s"]) for r in estimates("--methods", "hf,reference"))
     assert full > 8 * 60
+
+
+def test_the_smc_stage_fits_its_limit_by_the_estimate() -> None:
+    """The SMC pair (N = 8 against k = 8) on its smaller plan, by the same rule; at the check's
+    128 tokens one MH chain with k = 8 alone would not fit."""
+    limit = stage_limits()["smc-1.5b"]
+    plan = check_plan("SMC_PLAN")
+    assert plan[plan.index("--smc-k") + 1] == "8" and plan[plan.index("--particles") + 1] == "8"
+    [record] = estimates(*plan, "--methods", "smc", "--models", "qwen2.5-1.5b")
+    assert record["method"] == "smc" and record["particles"] == 8 and record["k"] == 8
+    assert float(record["estimated_s"]) + 20 <= 0.8 * limit
+    [at_128] = estimates(*plan, "--max-new-tokens", "128", "--methods", "smc", "--models", "qwen2.5-1.5b")
+    assert float(at_128["estimated_s"]) + 20 > 0.8 * limit
 
 
 def test_the_checkout_travels_in_well_under_64_mib() -> None:

@@ -4,7 +4,7 @@ transformers alone.
 A bare GPU node has those (and pytest, safetensors, pyarrow, rich, typer, scipy, scikit-learn) but
 not polars, catboost, math-verify, gguf or datasets. In a fresh interpreter where those five cannot
 be imported (and any attempt is recorded), `dps_cli.sampling` with every module in it, the
-reference algorithm and the GPU benchmark are imported and one power chain runs; every top-level
+reference algorithm and the GPU benchmarks (with the SMC pair) are imported and one power chain runs; every top-level
 module they load beyond what numpy, torch and transformers load for the same model must belong to
 the standard library. The GPU tests are collected in the same conditions.
 """
@@ -59,7 +59,7 @@ import dps_cli.sampling
 for info in pkgutil.iter_modules(dps_cli.sampling.__path__):
     importlib.import_module(f"dps_cli.sampling.{info.name}")
 sys.path.insert(0, "benchmarks")
-import reference, bench_gpu
+import reference, bench_gpu, smc_vs_mh
 from dps_cli.sampling.factory import make_backend
 from dps_cli.sampling.policies import FixedK
 from dps_cli.sampling.power import PowerSettings, power_chain
@@ -70,7 +70,7 @@ make_backend("hf", model, (2,), max_batch=4).run(
     [(0, power_chain((1, 5, 7), settings, FixedK(2), np.random.default_rng(0)))],
     lambda key, result: results.append(result))
 reference.reference_power_chain(model, [1, 5, 7], 4.0, 8, 2, 2, (2,), np.random.default_rng(0))
-new = top_level() - before - set(sys.stdlib_module_names) - {"dps_cli", "reference", "bench_gpu"}
+new = top_level() - before - set(sys.stdlib_module_names) - {"dps_cli", "reference", "bench_gpu", "smc_vs_mh"}
 print(json.dumps({"attempts": attempts, "new": sorted(new), "chains": len(results),
                   "generated": len(results[0].completion_ids)}))
 """
